@@ -1,0 +1,301 @@
+//! The swarm manifest: what a viewer needs to fetch, verify and play one
+//! video. The seed writes it next to the HLS playlist as `manifest.json`;
+//! viewers fetch it over HTTP before they join the swarm.
+//!
+//! Invariants, checked by [`Manifest::validate`] (and so by
+//! [`Manifest::from_json`]): at least one segment, every hash is 32 bytes of
+//! hex, every size is at most [`MAX_SEGMENT_BYTES`], the piece size is within
+//! [`MIN_PIECE_BYTES`]..=[`MAX_PIECE_BYTES`], and URIs are relative paths.
+
+use crate::ids::{PieceIndex, SegmentId};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub const MANIFEST_VERSION: u32 = 1;
+/// A segment larger than this is refused (64 MiB: 1-2 s of even 4K video is far below).
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+/// Default piece size: 16 KiB travels on every data-channel implementation.
+pub const DEFAULT_PIECE_BYTES: u32 = 16 * 1024;
+pub const MIN_PIECE_BYTES: u32 = 1024;
+pub const MAX_PIECE_BYTES: u32 = 64 * 1024;
+/// Upper bound on segments per manifest (about 55 hours of 2 s segments).
+pub const MAX_SEGMENTS: usize = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentEntry {
+    /// Path relative to the manifest's own URL.
+    pub uri: String,
+    pub size: u64,
+    /// Lower-case hex SHA-256 of the segment's bytes.
+    pub sha256: String,
+    /// Duration in milliseconds (0 for the init segment).
+    #[serde(default)]
+    pub duration_ms: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    /// Stable id of the content (derived from the source file's hash); the
+    /// swarm name on the signal server.
+    pub content_id: String,
+    pub title: String,
+    /// The HLS playlist, relative to the manifest (for any HLS player).
+    pub playlist: String,
+    /// MIME type with codecs, as given to `MediaSource.addSourceBuffer`.
+    pub mime: String,
+    pub piece_size: u32,
+    pub init: SegmentEntry,
+    pub segments: Vec<SegmentEntry>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON for version {MANIFEST_VERSION}: {0}")]
+    Json(String),
+    #[error("manifest version {0} is not supported (this build reads version {MANIFEST_VERSION}); upgrade the player")]
+    Version(u32),
+    #[error("manifest has no media segments")]
+    Empty,
+    #[error("manifest has {0} segments, more than the limit of {MAX_SEGMENTS}")]
+    TooManySegments(usize),
+    #[error("segment {uri:?}: sha256 must be 64 lower-case hex characters")]
+    BadHash { uri: String },
+    #[error("segment {uri:?}: size {size} is 0 or above the {MAX_SEGMENT_BYTES}-byte limit")]
+    BadSize { uri: String, size: u64 },
+    #[error("piece size {0} is outside {MIN_PIECE_BYTES}..={MAX_PIECE_BYTES}")]
+    BadPieceSize(u32),
+    #[error("uri {0:?} must be a relative path without '..'")]
+    BadUri(String),
+    #[error("content id {0:?} must be 1-64 characters of [A-Za-z0-9_-]")]
+    BadContentId(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("segment has {got} bytes, manifest says {expected}")]
+    Size { expected: u64, got: u64 },
+    #[error("segment SHA-256 {got} does not match manifest {expected}")]
+    Hash { expected: String, got: String },
+}
+
+/// Checks that a content id is safe to use as a swarm name and a path part.
+pub fn valid_content_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn valid_uri(uri: &str) -> bool {
+    !uri.is_empty()
+        && uri.len() <= 512
+        && !uri.starts_with('/')
+        && !uri.contains("://")
+        && !uri.split('/').any(|p| p == "..")
+        && !uri.contains('\\')
+}
+
+fn valid_hash(h: &str) -> bool {
+    h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Lower-case hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Checks `data` against a manifest entry (size first, then SHA-256).
+pub fn verify_segment(entry: &SegmentEntry, data: &[u8]) -> Result<(), VerifyError> {
+    if data.len() as u64 != entry.size {
+        return Err(VerifyError::Size { expected: entry.size, got: data.len() as u64 });
+    }
+    let got = sha256_hex(data);
+    if got != entry.sha256 {
+        return Err(VerifyError::Hash { expected: entry.sha256.clone(), got });
+    }
+    Ok(())
+}
+
+impl Manifest {
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let m: Manifest = serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        m.validate()?;
+        Ok(m)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("manifest serializes")
+    }
+
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.version != MANIFEST_VERSION {
+            return Err(ManifestError::Version(self.version));
+        }
+        if !valid_content_id(&self.content_id) {
+            return Err(ManifestError::BadContentId(self.content_id.clone()));
+        }
+        if self.segments.is_empty() {
+            return Err(ManifestError::Empty);
+        }
+        if self.segments.len() > MAX_SEGMENTS {
+            return Err(ManifestError::TooManySegments(self.segments.len()));
+        }
+        if !(MIN_PIECE_BYTES..=MAX_PIECE_BYTES).contains(&self.piece_size) {
+            return Err(ManifestError::BadPieceSize(self.piece_size));
+        }
+        if !valid_uri(&self.playlist) {
+            return Err(ManifestError::BadUri(self.playlist.clone()));
+        }
+        for e in std::iter::once(&self.init).chain(&self.segments) {
+            if !valid_uri(&e.uri) {
+                return Err(ManifestError::BadUri(e.uri.clone()));
+            }
+            if !valid_hash(&e.sha256) {
+                return Err(ManifestError::BadHash { uri: e.uri.clone() });
+            }
+            if e.size == 0 || e.size > MAX_SEGMENT_BYTES {
+                return Err(ManifestError::BadSize { uri: e.uri.clone(), size: e.size });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn segment_count(&self) -> u32 {
+        self.segments.len() as u32
+    }
+
+    /// Validates a raw index from the network.
+    pub fn segment(&self, raw: u32) -> Option<SegmentId> {
+        ((raw as usize) < self.segments.len()).then_some(SegmentId(raw))
+    }
+
+    pub fn entry(&self, seg: SegmentId) -> &SegmentEntry {
+        &self.segments[seg.index()]
+    }
+
+    pub fn piece_count(&self, seg: SegmentId) -> u32 {
+        let size = self.entry(seg).size;
+        size.div_ceil(self.piece_size as u64) as u32
+    }
+
+    /// Validates a raw piece index for a segment.
+    pub fn piece(&self, seg: SegmentId, raw: u32) -> Option<PieceIndex> {
+        (raw < self.piece_count(seg)).then_some(PieceIndex(raw))
+    }
+
+    /// Byte range of a piece inside its segment.
+    pub fn piece_range(&self, seg: SegmentId, piece: PieceIndex) -> std::ops::Range<usize> {
+        let start = piece.index() * self.piece_size as usize;
+        let end = (start + self.piece_size as usize).min(self.entry(seg).size as usize);
+        start..end
+    }
+
+    /// Start time of each segment in ms (prefix sums of durations).
+    pub fn start_ms(&self, seg: SegmentId) -> u64 {
+        self.segments[..seg.index()].iter().map(|s| s.duration_ms as u64).sum()
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.segments.iter().map(|s| s.duration_ms as u64).sum()
+    }
+
+    /// The segment that plays at `position_ms` (the last one past the end).
+    pub fn segment_at(&self, position_ms: u64) -> SegmentId {
+        let mut t = 0u64;
+        for (i, s) in self.segments.iter().enumerate() {
+            t += s.duration_ms as u64;
+            if position_ms < t {
+                return SegmentId(i as u32);
+            }
+        }
+        SegmentId(self.segments.len() as u32 - 1)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    /// A manifest over synthetic segments, for tests across the crate.
+    pub fn sample(segment_sizes: &[usize], piece_size: u32) -> (Manifest, Vec<Vec<u8>>) {
+        let data: Vec<Vec<u8>> = segment_sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect();
+        let segments = data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| SegmentEntry {
+                uri: format!("seg_{i:05}.m4s"),
+                size: d.len() as u64,
+                sha256: sha256_hex(d),
+                duration_ms: 2000,
+            })
+            .collect();
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            content_id: "test-content".into(),
+            title: "test".into(),
+            playlist: "index.m3u8".into(),
+            mime: "video/mp4; codecs=\"avc1.42c01e\"".into(),
+            piece_size,
+            init: SegmentEntry { uri: "init.mp4".into(), size: 10, sha256: sha256_hex(&[0; 10]), duration_ms: 0 },
+            segments,
+        };
+        m.validate().unwrap();
+        (m, data)
+    }
+
+    #[wasm_bindgen_test]
+    fn manifest_round_trips_through_json() {
+        let (m, _) = sample(&[100, 200], 1024);
+        assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
+    }
+
+    #[wasm_bindgen_test]
+    fn manifest_rejects_path_traversal_and_bad_hashes() {
+        let (mut m, _) = sample(&[100], 1024);
+        m.segments[0].uri = "../etc/passwd".into();
+        assert_eq!(m.validate(), Err(ManifestError::BadUri("../etc/passwd".into())));
+        let (mut m, _) = sample(&[100], 1024);
+        m.segments[0].sha256 = "XYZ".into();
+        assert!(matches!(m.validate(), Err(ManifestError::BadHash { .. })));
+        let (mut m, _) = sample(&[100], 1024);
+        m.content_id = "a/b".into();
+        assert!(matches!(m.validate(), Err(ManifestError::BadContentId(_))));
+        assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Json(_))));
+    }
+
+    #[wasm_bindgen_test]
+    fn verify_segment_checks_size_and_hash() {
+        let (m, data) = sample(&[5000], 1024);
+        let e = &m.segments[0];
+        assert_eq!(verify_segment(e, &data[0]), Ok(()));
+        let mut bad = data[0].clone();
+        bad[17] ^= 1;
+        assert!(matches!(verify_segment(e, &bad), Err(VerifyError::Hash { .. })));
+        assert!(matches!(verify_segment(e, &bad[..10]), Err(VerifyError::Size { .. })));
+    }
+
+    #[wasm_bindgen_test]
+    fn pieces_cover_a_segment_exactly() {
+        let (m, _) = sample(&[5000], 1024);
+        let s = m.segment(0).unwrap();
+        assert_eq!(m.piece_count(s), 5);
+        assert_eq!(m.piece_range(s, m.piece(s, 4).unwrap()), 4096..5000);
+        assert!(m.piece(s, 5).is_none());
+        assert!(m.segment(1).is_none());
+    }
+
+    #[wasm_bindgen_test]
+    fn segment_at_maps_time_to_segment() {
+        let (m, _) = sample(&[10, 10, 10], 1024);
+        assert_eq!(m.segment_at(0).get(), 0);
+        assert_eq!(m.segment_at(1999).get(), 0);
+        assert_eq!(m.segment_at(2000).get(), 1);
+        assert_eq!(m.segment_at(999_999).get(), 2);
+        assert_eq!(m.start_ms(m.segment(2).unwrap()), 4000);
+    }
+}
