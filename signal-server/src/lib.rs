@@ -1,0 +1,212 @@
+//! Shoal's signal server: the tracker and control plane.
+//!
+//! Viewers and seeds connect to `GET /ws` and speak the JSON protocol of
+//! [`swarm_proto::signal`]; the server keeps swarms, matches peers by network
+//! group with [`swarm_proto::matching::select_peers`], relays WebRTC
+//! signaling, keeps the seed registry and the latest viewer reports. All
+//! state is in memory, in one [`state::State`] behind one mutex that is never
+//! held across an `.await`.
+//!
+//! HTTP: `GET /healthz`, `GET /api/swarms`, `GET /api/seeds`, and optionally
+//! static files (`web_dir` at `/`, `pkg_dir` at `/pkg/`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::State as AxState;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use ipnet::IpNet;
+use swarm_proto::matching::MatchRule;
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+use tower_http::trace::TraceLayer;
+
+pub mod groups;
+pub mod state;
+mod ws;
+
+pub use groups::{GroupTable, GroupsError};
+pub use state::State;
+
+/// Everything the server needs to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address `main` binds; [`serve`] uses the listener it is given.
+    pub listen: SocketAddr,
+    /// Served at `/` (with `index.html` for directories) when set.
+    pub web_dir: Option<PathBuf>,
+    /// Served at `/pkg/` (the wasm player bundle) when set.
+    pub pkg_dir: Option<PathBuf>,
+    /// Interval clients are told to heartbeat at (`welcome.heartbeat_ms`).
+    pub heartbeat_ms: u64,
+    /// A client silent for longer than this is removed and its socket closed.
+    pub heartbeat_timeout_ms: u64,
+    pub match_rule: MatchRule,
+    pub groups: GroupTable,
+    /// Proxies whose `X-Forwarded-For` header is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Consecutive bad frames after which a connection is closed.
+    pub max_bad_frames: u32,
+    /// Seed for peer ids and match tie-breaks; `None` draws one from the OS.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            web_dir: None,
+            pkg_dir: None,
+            heartbeat_ms: 5000,
+            heartbeat_timeout_ms: 15000,
+            match_rule: MatchRule::default(),
+            groups: GroupTable::default(),
+            trusted_proxies: Vec::new(),
+            max_bad_frames: 20,
+            rng_seed: None,
+        }
+    }
+}
+
+/// Shared handle to the configuration and the state.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    state: Mutex<State>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Self {
+        let state = State::new(config.match_rule, config.heartbeat_ms, config.rng_seed);
+        AppState { inner: Arc::new(Inner { config, state: Mutex::new(state) }) }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Locks the state. A panic while locked cannot leave it half-updated in
+    /// a way later calls depend on, so a poisoned lock is taken over.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The client address for a connection from `peer`: the socket address,
+    /// or, when `peer` is a trusted proxy, the nearest untrusted address in
+    /// `X-Forwarded-For`.
+    pub fn client_addr(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.config().trusted_proxies.iter().any(|n| n.contains(&ip.to_canonical()));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let Some(header) = forwarded_for else { return peer };
+        let mut client = peer;
+        for hop in header.split(',').rev() {
+            let Some(ip) = parse_forwarded_hop(hop.trim()) else { break };
+            client = ip;
+            if !trusted(&ip) {
+                break;
+            }
+        }
+        client
+    }
+}
+
+/// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:567`, `::1` or `[::1]:567`.
+fn parse_forwarded_hop(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+/// The router: WebSocket, API, health, static files, CORS, request tracing.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(ws::ws_handler))
+        .route("/healthz", get(healthz))
+        .route("/api/swarms", get(api_swarms))
+        .route("/api/seeds", get(api_seeds));
+    if let Some(pkg) = &state.config().pkg_dir {
+        router = router.nest_service("/pkg", ServeDir::new(pkg));
+    }
+    if let Some(web) = &state.config().web_dir {
+        router = router.fallback_service(ServeDir::new(web));
+    }
+    router.layer(CorsLayer::permissive()).layer(TraceLayer::new_for_http()).with_state(state)
+}
+
+/// Serves `config` on an already bound listener until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
+    let router = app(AppState::new(config));
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    Ok(())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn api_swarms(AxState(app): AxState<AppState>) -> Response {
+    let view = app.lock().swarms_view();
+    no_store(Json(view))
+}
+
+async fn api_seeds(AxState(app): AxState<AppState>) -> Response {
+    let view = app.lock().seeds_view();
+    no_store(Json(view))
+}
+
+fn no_store(body: impl IntoResponse) -> Response {
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], body).into_response()
+}
+
+/// How long a send to a client may block before the client is dropped.
+pub(crate) fn send_timeout(config: &Config) -> Duration {
+    Duration::from_millis(config.heartbeat_timeout_ms.max(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with_proxies(nets: &[&str]) -> AppState {
+        let trusted_proxies = nets.iter().map(|n| n.parse().unwrap()).collect();
+        AppState::new(Config { trusted_proxies, ..Config::default() })
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_for_walks_back_through_trusted_proxies_only() {
+        let app = app_with_proxies(&["10.0.0.0/8", "127.0.0.1/32"]);
+        // Socket peer not trusted: header ignored.
+        assert_eq!(app.client_addr(ip("192.0.2.1"), Some("203.0.113.9")), ip("192.0.2.1"));
+        // One trusted hop.
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
+        // A chain: the nearest untrusted address wins, spoofed left entries do not.
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("6.6.6.6, 203.0.113.9, 10.1.1.1")), ip("203.0.113.9"));
+        // Ports and bracketed IPv6 are accepted.
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9:4444")), ip("203.0.113.9"));
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("[2001:db8::1]:4444")), ip("2001:db8::1"));
+        // Garbage stops the walk at the last good hop.
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("junk")), ip("127.0.0.1"));
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("junk, 10.2.2.2")), ip("10.2.2.2"));
+        // IPv4-mapped socket address of a trusted proxy.
+        assert_eq!(app.client_addr(ip("::ffff:127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn no_trusted_proxies_means_the_socket_address() {
+        let app = app_with_proxies(&[]);
+        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")), ip("127.0.0.1"));
+    }
+}

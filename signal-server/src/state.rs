@@ -1,0 +1,449 @@
+//! The server's in-memory state: peers, swarms, seeds, reports.
+//!
+//! Invariants (hold whenever the lock is released):
+//! - a peer id is in `swarms[s]` exactly when `s` is in that peer's `swarms`;
+//! - no swarm in `swarms` is empty;
+//! - `seed_ids[id]` names a live peer whose `seed` has that `seed_id`.
+//!
+//! Every message to a client goes through that client's outgoing queue (its
+//! `tx`), so replies and relayed messages reach it in the order the state
+//! produced them. A client whose queue is full (it stopped reading) is
+//! removed like a disconnect; dropping its `tx` makes its connection close.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use serde::Serialize;
+use swarm_proto::matching::{select_peers, Candidate, MatchRule};
+use swarm_proto::signal::{ClientMsg, ErrorCode, PeerInfo, PeerReport, Role, SeedInfo, ServerMsg};
+use tokio::sync::mpsc;
+
+/// Most swarms a viewer may be in at once (seeds are not limited).
+pub const MAX_SWARMS_PER_VIEWER: usize = 64;
+
+/// Outgoing queue of one client: encoded JSON text frames.
+pub type Outbox = mpsc::Sender<String>;
+
+#[derive(Debug)]
+struct Peer {
+    role: Role,
+    group: String,
+    addr: IpAddr,
+    tx: Outbox,
+    swarms: BTreeSet<String>,
+    seed: Option<SeedInfo>,
+    reports: HashMap<String, ReportEntry>,
+}
+
+#[derive(Debug, Clone)]
+struct ReportEntry {
+    report: PeerReport,
+    at: Instant,
+    /// Upload bytes per second between the last two reports.
+    upload_rate: u64,
+}
+
+/// Why a peer left, for the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaveReason {
+    Disconnected,
+    TimedOut,
+    TooManyBadFrames,
+    SlowConsumer,
+    Replaced,
+}
+
+pub struct State {
+    peers: HashMap<String, Peer>,
+    swarms: BTreeMap<String, BTreeSet<String>>,
+    seed_ids: HashMap<String, String>,
+    rng: StdRng,
+    rule: MatchRule,
+    heartbeat_ms: u64,
+}
+
+impl State {
+    pub fn new(rule: MatchRule, heartbeat_ms: u64, rng_seed: Option<u64>) -> Self {
+        let rng = match rng_seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_entropy(),
+        };
+        State { peers: HashMap::new(), swarms: BTreeMap::new(), seed_ids: HashMap::new(), rng, rule, heartbeat_ms }
+    }
+
+    /// Registers a client that said `hello`, queues its `welcome`, and joins a
+    /// seed to the swarms of its contents. Returns its new peer id.
+    pub fn register(&mut self, role: Role, seed: Option<SeedInfo>, addr: IpAddr, group: String, tx: Outbox) -> String {
+        let peer_id = loop {
+            let id = format!("{:016x}", self.rng.gen::<u64>());
+            if !self.peers.contains_key(&id) {
+                break id;
+            }
+        };
+        let seed = if role == Role::Seed { seed } else { None };
+        if let Some(s) = &seed {
+            if let Some(old) = self.seed_ids.get(&s.seed_id).cloned() {
+                tracing::warn!(seed_id = %s.seed_id, old_peer = %old, new_peer = %peer_id, "seed registered again; replacing the old connection");
+                self.remove(&old, LeaveReason::Replaced);
+            }
+            self.seed_ids.insert(s.seed_id.clone(), peer_id.clone());
+        }
+        let contents: Vec<String> = seed.as_ref().map(|s| s.contents.clone()).unwrap_or_default();
+        self.peers.insert(
+            peer_id.clone(),
+            Peer { role, group: group.clone(), addr, tx, swarms: BTreeSet::new(), seed, reports: HashMap::new() },
+        );
+        tracing::info!(peer = %peer_id, ?role, %group, %addr, "hello");
+        let welcome = ServerMsg::Welcome { peer_id: peer_id.clone(), heartbeat_ms: self.heartbeat_ms, group };
+        let mut out = vec![(peer_id.clone(), welcome)];
+        for swarm in contents {
+            self.add_member(&peer_id, &swarm);
+        }
+        self.deliver(&mut out);
+        peer_id
+    }
+
+    /// Handles one decoded message (other than `hello`) from a registered
+    /// peer. Replies and forwarded messages go to the outgoing queues.
+    pub fn handle(&mut self, me: &str, msg: ClientMsg, now: Instant) {
+        let mut out = Vec::new();
+        if !self.peers.contains_key(me) {
+            return;
+        }
+        let reply = |out: &mut Vec<(String, ServerMsg)>, m: ServerMsg| out.push((me.to_owned(), m));
+        match msg {
+            ClientMsg::Hello { .. } => reply(&mut out, ServerMsg::error(ErrorCode::Protocol, "hello was already sent")),
+            ClientMsg::Heartbeat => reply(&mut out, ServerMsg::HeartbeatAck),
+            ClientMsg::Join { swarm } => {
+                let peer = &self.peers[me];
+                if peer.role == Role::Viewer
+                    && !peer.swarms.contains(&swarm)
+                    && peer.swarms.len() >= MAX_SWARMS_PER_VIEWER
+                {
+                    reply(
+                        &mut out,
+                        ServerMsg::error(ErrorCode::BadMessage, format!("a viewer may join at most {MAX_SWARMS_PER_VIEWER} swarms")),
+                    );
+                } else {
+                    self.add_member(me, &swarm);
+                    let peers = self.pick_peers(me, &swarm);
+                    let seeds = self.seeds_of(&swarm);
+                    tracing::info!(peer = %me, %swarm, peers = peers.len(), seeds = seeds.len(), "join");
+                    reply(&mut out, ServerMsg::Joined { swarm, peers, seeds });
+                }
+            }
+            ClientMsg::GetPeers { swarm } => {
+                if self.is_member(me, &swarm) {
+                    let peers = self.pick_peers(me, &swarm);
+                    reply(&mut out, ServerMsg::Peers { swarm, peers });
+                } else {
+                    reply(&mut out, not_joined(&swarm));
+                }
+            }
+            ClientMsg::Leave { swarm } => {
+                if self.is_member(me, &swarm) {
+                    tracing::info!(peer = %me, %swarm, "leave");
+                    self.remove_member(me, &swarm, &mut out);
+                } else {
+                    reply(&mut out, not_joined(&swarm));
+                }
+            }
+            ClientMsg::Relay { swarm, to, signal } => {
+                if !self.is_member(me, &swarm) {
+                    reply(&mut out, not_joined(&swarm));
+                } else if !self.is_member(&to, &swarm) {
+                    reply(&mut out, ServerMsg::error(ErrorCode::UnknownPeer, format!("peer {to} is not in swarm {swarm}")));
+                } else {
+                    out.push((to, ServerMsg::Relay { swarm, from: me.to_owned(), signal }));
+                }
+            }
+            ClientMsg::Report { swarm, report } => {
+                if self.is_member(me, &swarm) {
+                    let peer = self.peers.get_mut(me).expect("checked above");
+                    let upload_rate = match peer.reports.get(&swarm) {
+                        Some(prev) => {
+                            let dt = now.saturating_duration_since(prev.at).as_secs_f64();
+                            let db = report.bytes_uploaded.saturating_sub(prev.report.bytes_uploaded);
+                            if dt > 0.0 {
+                                (db as f64 / dt) as u64
+                            } else {
+                                prev.upload_rate
+                            }
+                        }
+                        None => 0,
+                    };
+                    peer.reports.insert(swarm, ReportEntry { report, at: now, upload_rate });
+                } else {
+                    reply(&mut out, not_joined(&swarm));
+                }
+            }
+        }
+        self.deliver(&mut out);
+    }
+
+    /// Queues an error for a registered peer (bad frames after `hello`).
+    pub fn send_error(&mut self, me: &str, code: ErrorCode, message: String) {
+        let mut out = vec![(me.to_owned(), ServerMsg::Error { code, message })];
+        self.deliver(&mut out);
+    }
+
+    /// Removes a peer (disconnect, timeout, ...): the other members of its
+    /// swarms get `peer_left`. Removing an unknown id does nothing.
+    pub fn remove(&mut self, peer_id: &str, reason: LeaveReason) {
+        let mut out = Vec::new();
+        self.remove_into(peer_id, reason, &mut out);
+        self.deliver(&mut out);
+    }
+
+    fn remove_into(&mut self, peer_id: &str, reason: LeaveReason, out: &mut Vec<(String, ServerMsg)>) {
+        let Some(peer) = self.peers.get(peer_id) else { return };
+        let swarms: Vec<String> = peer.swarms.iter().cloned().collect();
+        for swarm in &swarms {
+            self.remove_member(peer_id, swarm, out);
+        }
+        let peer = self.peers.remove(peer_id).expect("present above");
+        if let Some(s) = &peer.seed {
+            if self.seed_ids.get(&s.seed_id).is_some_and(|p| p == peer_id) {
+                self.seed_ids.remove(&s.seed_id);
+            }
+        }
+        tracing::info!(peer = %peer_id, ?reason, swarms = swarms.len(), "peer removed");
+    }
+
+    fn is_member(&self, peer_id: &str, swarm: &str) -> bool {
+        self.swarms.get(swarm).is_some_and(|m| m.contains(peer_id))
+    }
+
+    fn add_member(&mut self, peer_id: &str, swarm: &str) {
+        if let Some(p) = self.peers.get_mut(peer_id) {
+            p.swarms.insert(swarm.to_owned());
+            self.swarms.entry(swarm.to_owned()).or_default().insert(peer_id.to_owned());
+        }
+    }
+
+    fn remove_member(&mut self, peer_id: &str, swarm: &str, out: &mut Vec<(String, ServerMsg)>) {
+        if let Some(p) = self.peers.get_mut(peer_id) {
+            p.swarms.remove(swarm);
+            p.reports.remove(swarm);
+        }
+        let Some(members) = self.swarms.get_mut(swarm) else { return };
+        if !members.remove(peer_id) {
+            return;
+        }
+        for other in members.iter() {
+            out.push((other.clone(), ServerMsg::PeerLeft { swarm: swarm.to_owned(), peer_id: peer_id.to_owned() }));
+        }
+        if members.is_empty() {
+            self.swarms.remove(swarm);
+        }
+    }
+
+    /// Peers for `me` in `swarm` by the shared matching rule.
+    fn pick_peers(&mut self, me: &str, swarm: &str) -> Vec<PeerInfo> {
+        let Some(members) = self.swarms.get(swarm) else { return Vec::new() };
+        let candidates: Vec<Candidate> = members
+            .iter()
+            .filter(|id| id.as_str() != me)
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                let rate = p.reports.get(swarm).map_or(0, |r| r.upload_rate);
+                Some(Candidate { peer_id: id, group: &p.group, upload_rate: rate, quality: 1.0 })
+            })
+            .collect();
+        let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
+        let chosen = select_peers(me, my_group, &candidates, self.rule, self.rng.gen());
+        chosen
+            .into_iter()
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                Some(PeerInfo { peer_id: id.to_owned(), is_seed: p.role == Role::Seed, group: p.group.clone() })
+            })
+            .collect()
+    }
+
+    fn seeds_of(&self, swarm: &str) -> Vec<SeedInfo> {
+        let mut seeds: Vec<SeedInfo> = self
+            .seed_ids
+            .values()
+            .filter_map(|id| self.peers.get(id)?.seed.clone())
+            .filter(|s| s.contents.iter().any(|c| c == swarm))
+            .collect();
+        seeds.sort_by(|a, b| a.seed_id.cmp(&b.seed_id));
+        seeds
+    }
+
+    /// Sends queued messages; a recipient whose queue is full or closed is
+    /// removed, which may queue more `peer_left` messages.
+    fn deliver(&mut self, out: &mut Vec<(String, ServerMsg)>) {
+        while !out.is_empty() {
+            let mut dead = Vec::new();
+            for (to, msg) in out.drain(..) {
+                let Some(p) = self.peers.get(&to) else { continue };
+                if let Err(e) = p.tx.try_send(msg.encode()) {
+                    let reason = match e {
+                        mpsc::error::TrySendError::Full(_) => LeaveReason::SlowConsumer,
+                        mpsc::error::TrySendError::Closed(_) => LeaveReason::Disconnected,
+                    };
+                    if reason == LeaveReason::SlowConsumer {
+                        tracing::warn!(peer = %to, "outgoing queue full; dropping the client");
+                    }
+                    dead.push((to, reason));
+                }
+            }
+            for (id, reason) in dead {
+                self.remove_into(&id, reason, out);
+            }
+        }
+    }
+
+    /// Snapshot for `GET /api/swarms`.
+    pub fn swarms_view(&self) -> SwarmsView {
+        let mut totals = Totals::default();
+        let swarms: Vec<SwarmView> = self
+            .swarms
+            .iter()
+            .map(|(name, members)| {
+                let mut t = Totals::default();
+                let peers = members
+                    .iter()
+                    .filter_map(|id| {
+                        let p = self.peers.get(id)?;
+                        let report = p.reports.get(name);
+                        t.add(p.role, report.map(|r| &r.report));
+                        Some(PeerView {
+                            peer_id: id.clone(),
+                            role: p.role,
+                            group: p.group.clone(),
+                            upload_rate: report.map_or(0, |r| r.upload_rate),
+                            report: report.map(|r| r.report.clone()),
+                        })
+                    })
+                    .collect();
+                totals.merge(&t);
+                SwarmView { swarm: name.clone(), peers, totals: t }
+            })
+            .collect();
+        let viewers = self.peers.values().filter(|p| p.role == Role::Viewer).count();
+        SwarmsView {
+            swarms,
+            connected: Connected { peers: self.peers.len(), viewers, seeds: self.peers.len() - viewers },
+            totals,
+        }
+    }
+
+    /// Snapshot for `GET /api/seeds`.
+    pub fn seeds_view(&self) -> SeedsView {
+        let mut seeds: Vec<SeedView> = self
+            .seed_ids
+            .values()
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                Some(SeedView { peer_id: id.clone(), group: p.group.clone(), addr: p.addr.to_string(), seed: p.seed.clone()? })
+            })
+            .collect();
+        seeds.sort_by(|a, b| a.seed.seed_id.cmp(&b.seed.seed_id));
+        SeedsView { seeds }
+    }
+}
+
+fn not_joined(swarm: &str) -> ServerMsg {
+    ServerMsg::error(ErrorCode::NotJoined, format!("not joined to swarm {swarm}"))
+}
+
+#[derive(Debug, Serialize)]
+pub struct SwarmsView {
+    pub swarms: Vec<SwarmView>,
+    /// Connected clients that said hello, in any swarm or none.
+    pub connected: Connected,
+    /// Sum of the per-swarm totals.
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Connected {
+    pub peers: usize,
+    pub viewers: usize,
+    pub seeds: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SwarmView {
+    pub swarm: String,
+    pub peers: Vec<PeerView>,
+    pub totals: Totals,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PeerView {
+    pub peer_id: String,
+    pub role: Role,
+    pub group: String,
+    /// Upload bytes per second between its last two reports.
+    pub upload_rate: u64,
+    pub report: Option<PeerReport>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Totals {
+    pub peers: usize,
+    pub viewers: usize,
+    pub seeds: usize,
+    pub bytes_from_peers: u64,
+    pub bytes_from_http: u64,
+    pub bytes_uploaded: u64,
+    pub stalls: u64,
+    pub stalled_ms: u64,
+    /// Share of reported downloaded bytes that came from peers (0 when none).
+    pub p2p_share: f64,
+}
+
+impl Totals {
+    fn add(&mut self, role: Role, report: Option<&PeerReport>) {
+        self.peers += 1;
+        match role {
+            Role::Viewer => self.viewers += 1,
+            Role::Seed => self.seeds += 1,
+        }
+        if let Some(r) = report {
+            self.bytes_from_peers += r.bytes_from_peers;
+            self.bytes_from_http += r.bytes_from_http;
+            self.bytes_uploaded += r.bytes_uploaded;
+            self.stalls += u64::from(r.stalls);
+            self.stalled_ms += r.stalled_ms;
+        }
+        self.update_share();
+    }
+
+    fn merge(&mut self, o: &Totals) {
+        self.peers += o.peers;
+        self.viewers += o.viewers;
+        self.seeds += o.seeds;
+        self.bytes_from_peers += o.bytes_from_peers;
+        self.bytes_from_http += o.bytes_from_http;
+        self.bytes_uploaded += o.bytes_uploaded;
+        self.stalls += o.stalls;
+        self.stalled_ms += o.stalled_ms;
+        self.update_share();
+    }
+
+    fn update_share(&mut self) {
+        let total = self.bytes_from_peers.saturating_add(self.bytes_from_http);
+        self.p2p_share = if total == 0 { 0.0 } else { self.bytes_from_peers as f64 / total as f64 };
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeedsView {
+    pub seeds: Vec<SeedView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SeedView {
+    pub peer_id: String,
+    pub group: String,
+    pub addr: String,
+    #[serde(flatten)]
+    pub seed: SeedInfo,
+}

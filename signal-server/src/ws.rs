@@ -1,0 +1,210 @@
+//! One WebSocket connection: reads client frames, feeds them to the state,
+//! writes the client's outgoing queue back to the socket.
+//!
+//! Before `hello` the connection has no queue and answers errors directly;
+//! after it, everything the client receives comes through its queue (see
+//! [`crate::state`]). Any frame from the client resets its silence deadline.
+//! When the state drops the client (timeout elsewhere, slow consumer,
+//! replaced seed) the queue closes and so does the socket.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State as AxState};
+use axum::http::{Extensions, HeaderMap};
+use axum::response::Response;
+use swarm_proto::signal::{ClientMsg, ErrorCode, Role, ServerMsg, MAX_SIGNAL_FRAME};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, timeout, Instant};
+
+use crate::state::LeaveReason;
+use crate::AppState;
+
+/// Largest message the WebSocket layer reads. Frames between
+/// [`MAX_SIGNAL_FRAME`] and this are read and answered with `too_large`;
+/// larger ones make the WebSocket layer fail and the connection closes.
+pub const MAX_WS_MESSAGE: usize = 16 * MAX_SIGNAL_FRAME;
+
+/// Outgoing queue length per client before it counts as a slow consumer.
+const OUTBOX_LEN: usize = 1024;
+
+pub(crate) async fn ws_handler(
+    ws: WebSocketUpgrade,
+    AxState(app): AxState<AppState>,
+    headers: HeaderMap,
+    extensions: Extensions,
+) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
+    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let addr = app.client_addr(peer, xff);
+    ws.max_message_size(MAX_WS_MESSAGE)
+        .max_frame_size(MAX_WS_MESSAGE)
+        .on_upgrade(move |socket| Conn::new(app, addr).run(socket))
+}
+
+enum Step {
+    Continue,
+    Close(LeaveReason),
+}
+
+struct Conn {
+    app: AppState,
+    addr: IpAddr,
+    peer_id: Option<String>,
+    rx: Option<mpsc::Receiver<String>>,
+    bad_frames: u32,
+}
+
+impl Conn {
+    fn new(app: AppState, addr: IpAddr) -> Self {
+        Conn { app, addr, peer_id: None, rx: None, bad_frames: 0 }
+    }
+
+    async fn run(mut self, mut socket: WebSocket) {
+        let silence = Duration::from_millis(self.app.config().heartbeat_timeout_ms);
+        let send_limit = crate::send_timeout(self.app.config());
+        let mut deadline = Instant::now() + silence;
+        let reason = loop {
+            let step = tokio::select! {
+                biased;
+                out = next_out(&mut self.rx) => match out {
+                    Some(text) => match timeout(send_limit, socket.send(Message::Text(text.into()))).await {
+                        Ok(Ok(())) => Step::Continue,
+                        _ => Step::Close(LeaveReason::Disconnected),
+                    },
+                    // The state dropped this client.
+                    None => break None,
+                },
+                _ = sleep_until(deadline) => Step::Close(LeaveReason::TimedOut),
+                inbound = socket.recv() => match inbound {
+                    Some(Ok(msg)) => {
+                        deadline = Instant::now() + silence;
+                        self.on_message(&mut socket, msg).await
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(addr = %self.addr, peer = ?self.peer_id, error = %e, "websocket read failed");
+                        Step::Close(LeaveReason::Disconnected)
+                    }
+                    None => Step::Close(LeaveReason::Disconnected),
+                },
+            };
+            if let Step::Close(reason) = step {
+                break Some(reason);
+            }
+        };
+        if let Some(reason) = reason {
+            if reason == LeaveReason::TimedOut {
+                tracing::info!(addr = %self.addr, peer = ?self.peer_id, "silent for too long; closing");
+            }
+            if let Some(id) = &self.peer_id {
+                self.app.lock().remove(id, reason);
+            }
+        }
+        // Flush what is already queued (e.g. the last error), then close.
+        if let Some(rx) = &mut self.rx {
+            while let Ok(text) = rx.try_recv() {
+                if timeout(Duration::from_millis(200), socket.send(Message::Text(text.into()))).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let (code, why) = match reason {
+            Some(LeaveReason::TimedOut) => (1001, "heartbeat timeout"),
+            Some(LeaveReason::TooManyBadFrames) => (1008, "too many bad frames"),
+            Some(LeaveReason::Disconnected) => (1000, "bye"),
+            _ => (1008, "removed by the server"),
+        };
+        let close = Message::Close(Some(CloseFrame { code, reason: why.into() }));
+        let _ = timeout(Duration::from_millis(500), socket.send(close)).await;
+    }
+
+    async fn on_message(&mut self, socket: &mut WebSocket, msg: Message) -> Step {
+        match msg {
+            Message::Text(text) => self.on_text(socket, text.as_str()).await,
+            Message::Binary(b) => {
+                self.bad(socket, ErrorCode::BadMessage, format!("binary frames are not accepted ({} bytes)", b.len())).await
+            }
+            Message::Ping(_) | Message::Pong(_) => Step::Continue,
+            Message::Close(_) => Step::Close(LeaveReason::Disconnected),
+        }
+    }
+
+    async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Step {
+        let msg = match ClientMsg::decode(text) {
+            Ok(m) => m,
+            Err(e) => return self.bad(socket, e.code(), e.to_string()).await,
+        };
+        match (&self.peer_id, msg) {
+            (None, ClientMsg::Hello { role, seed, .. }) => {
+                if role == Role::Seed && seed.is_none() {
+                    return self.bad(socket, ErrorCode::BadMessage, "a seed's hello must carry `seed` info".into()).await;
+                }
+                let (tx, rx) = mpsc::channel(OUTBOX_LEN);
+                let group = self.app.config().groups.lookup(self.addr).to_owned();
+                let id = self.app.lock().register(role, seed, self.addr, group, tx);
+                self.peer_id = Some(id);
+                self.rx = Some(rx);
+                self.bad_frames = 0;
+                Step::Continue
+            }
+            (None, other) => {
+                let what = msg_name(&other);
+                self.bad(socket, ErrorCode::Protocol, format!("`{what}` before `hello`: send hello first")).await
+            }
+            (Some(_), ClientMsg::Hello { .. }) => {
+                self.bad(socket, ErrorCode::Protocol, "hello was already sent".into()).await
+            }
+            (Some(id), other) => {
+                self.bad_frames = 0;
+                self.app.lock().handle(id, other, std::time::Instant::now());
+                Step::Continue
+            }
+        }
+    }
+
+    /// Answers a bad frame with an error; closes after too many in a row.
+    async fn bad(&mut self, socket: &mut WebSocket, code: ErrorCode, message: String) -> Step {
+        self.bad_frames += 1;
+        tracing::warn!(addr = %self.addr, peer = ?self.peer_id, ?code, %message, "bad frame");
+        match &self.peer_id {
+            Some(id) => {
+                self.app.lock().send_error(id, code, message);
+            }
+            None => {
+                let text = ServerMsg::Error { code, message }.encode();
+                let limit = crate::send_timeout(self.app.config());
+                if !matches!(timeout(limit, socket.send(Message::Text(text.into()))).await, Ok(Ok(()))) {
+                    return Step::Close(LeaveReason::Disconnected);
+                }
+            }
+        }
+        if self.bad_frames >= self.app.config().max_bad_frames {
+            tracing::warn!(addr = %self.addr, peer = ?self.peer_id, "closing after {} bad frames in a row", self.bad_frames);
+            Step::Close(LeaveReason::TooManyBadFrames)
+        } else {
+            Step::Continue
+        }
+    }
+}
+
+async fn next_out(rx: &mut Option<mpsc::Receiver<String>>) -> Option<String> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn msg_name(m: &ClientMsg) -> &'static str {
+    match m {
+        ClientMsg::Hello { .. } => "hello",
+        ClientMsg::Join { .. } => "join",
+        ClientMsg::Leave { .. } => "leave",
+        ClientMsg::GetPeers { .. } => "get_peers",
+        ClientMsg::Relay { .. } => "relay",
+        ClientMsg::Heartbeat => "heartbeat",
+        ClientMsg::Report { .. } => "report",
+    }
+}
