@@ -13,6 +13,7 @@
 //!   `poll_output()` and `poll_timeout()`. Time and randomness are inputs.
 //! - [`signal`]: the JSON messages exchanged with the signal server.
 //! - [`matching`]: the network-group-aware peer selection rule.
+//! - [`sim`]: a deterministic swarm simulator over real engines.
 //!
 //! No function here reads a clock, touches a socket or uses a global RNG.
 
@@ -22,6 +23,7 @@ pub mod ids;
 pub mod manifest;
 pub mod matching;
 pub mod signal;
+pub mod sim;
 pub mod wire;
 
 pub use bitfield::Bitfield;

@@ -248,13 +248,13 @@ pub(crate) mod tests {
         (m, data)
     }
 
-    #[wasm_bindgen_test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn manifest_round_trips_through_json() {
         let (m, _) = sample(&[100, 200], 1024);
         assert_eq!(Manifest::from_json(&m.to_json()).unwrap(), m);
     }
 
-    #[wasm_bindgen_test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn manifest_rejects_path_traversal_and_bad_hashes() {
         let (mut m, _) = sample(&[100], 1024);
         m.segments[0].uri = "../etc/passwd".into();
@@ -268,7 +268,7 @@ pub(crate) mod tests {
         assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Json(_))));
     }
 
-    #[wasm_bindgen_test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn verify_segment_checks_size_and_hash() {
         let (m, data) = sample(&[5000], 1024);
         let e = &m.segments[0];
@@ -279,7 +279,7 @@ pub(crate) mod tests {
         assert!(matches!(verify_segment(e, &bad[..10]), Err(VerifyError::Size { .. })));
     }
 
-    #[wasm_bindgen_test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn pieces_cover_a_segment_exactly() {
         let (m, _) = sample(&[5000], 1024);
         let s = m.segment(0).unwrap();
@@ -289,7 +289,7 @@ pub(crate) mod tests {
         assert!(m.segment(1).is_none());
     }
 
-    #[wasm_bindgen_test]
+    #[wasm_bindgen_test(unsupported = test)]
     fn segment_at_maps_time_to_segment() {
         let (m, _) = sample(&[10, 10, 10], 1024);
         assert_eq!(m.segment_at(0).get(), 0);
