@@ -1,1 +1,237 @@
-fn main() {}
+//! `shoal-seed`: packages a media folder, serves it over HTTP and WebRTC,
+//! and registers with a signal server.
+//!
+//! After packaging and binding it prints exactly one line on stdout:
+//! `SHOAL_SEED_LISTENING http://IP:PORT`. Logs go to stderr.
+
+use clap::Parser;
+use shoal_seed::http::{router, HttpState};
+use shoal_seed::package::{package_all, LibraryError};
+use shoal_seed::rtc::{RtcConfig, RtcHost};
+use shoal_seed::serve::SwarmHub;
+use shoal_seed::signaling::{self, SignalingConfig};
+use shoal_seed::stats::SeedStats;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use swarm_proto::signal::SeedInfo;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "shoal-seed",
+    version,
+    about = "Shoal seed: VOD packaging, HTTP origin and WebRTC seeding"
+)]
+struct Args {
+    /// Folder of video files to publish (every video file in it, not recursive).
+    #[arg(long, value_name = "DIR")]
+    media: PathBuf,
+    /// Where packaged output (HLS/CMAF + manifests) is kept between runs.
+    #[arg(long, value_name = "DIR", default_value = ".shoal/cache")]
+    cache: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Base URL announced to viewers for the HTTP origin (default: from the bound address).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Signal server WebSocket URL, e.g. ws://127.0.0.1:8080/ws. Without it the seed is HTTP only.
+    #[arg(long, value_name = "URL")]
+    signal: Option<String>,
+    /// Token sent in `hello` if the signal server requires one.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SHOAL_SEED_TOKEN",
+        hide_env_values = true
+    )]
+    signal_token: Option<String>,
+    /// Seed id announced to the signal server (default: random).
+    #[arg(long, value_name = "ID")]
+    seed_id: Option<String>,
+    /// Most viewers served at once over WebRTC.
+    #[arg(long, default_value_t = 50)]
+    capacity: u32,
+    /// Address the WebRTC UDP sockets bind (a concrete IPv4 address).
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    rtc_ip: IpAddr,
+}
+
+fn random_seed_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("seed-{:016x}", h.finish())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    info!("shutting down");
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+
+    if let Some(id) = &args.seed_id {
+        if id.is_empty() || id.len() > swarm_proto::signal::MAX_NAME_LEN {
+            eprintln!(
+                "error: --seed-id must be 1-{} characters",
+                swarm_proto::signal::MAX_NAME_LEN
+            );
+            return ExitCode::from(2);
+        }
+    }
+    if args.capacity == 0 {
+        warn!("--capacity 0: no viewer will be served over WebRTC");
+    }
+
+    let library = match package_all(&args.media, &args.cache).await {
+        Ok(lib) => Arc::new(lib),
+        Err(
+            e @ (LibraryError::MediaMissing(_)
+            | LibraryError::MediaNotDir(_)
+            | LibraryError::MediaUnreadable { .. }),
+        ) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error!(listen = %args.listen, "cannot listen: {e}");
+            eprintln!("error: cannot listen on {}: {e}", args.listen);
+            return ExitCode::from(1);
+        }
+    };
+    let local = match listener.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let public_url = match &args.public_url {
+        Some(u) => u.trim_end_matches('/').to_string(),
+        None if local.ip().is_unspecified() => {
+            let port = local.port();
+            warn!("listening on a wildcard address; announcing http://127.0.0.1:{port} (set --public-url)");
+            format!(
+                "http://{}",
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
+            )
+        }
+        None => format!("http://{local}"),
+    };
+
+    let stats = Arc::new(SeedStats::default());
+    let app = router(HttpState {
+        library: library.clone(),
+        stats: stats.clone(),
+        capacity: args.capacity,
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "SHOAL_SEED_LISTENING http://{local}");
+        let _ = out.flush();
+    }
+    info!(%local, %public_url, contents = library.published.len(), failed = library.failed.len(), "HTTP origin listening");
+
+    if let Some(url) = args.signal.clone() {
+        let lib = library.clone();
+        let capacity = args.capacity;
+        let hub_stats = stats.clone();
+        let hub =
+            match tokio::task::spawn_blocking(move || SwarmHub::load(&lib, hub_stats, capacity))
+                .await
+            {
+                Ok(h) => Arc::new(h),
+                Err(e) => {
+                    error!("loading segments failed: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+        hub.spawn_timers();
+        let seed = SeedInfo {
+            seed_id: args.seed_id.clone().unwrap_or_else(random_seed_id),
+            http_base: public_url.clone(),
+            contents: hub.contents(),
+            capacity: args.capacity,
+        };
+        let host = RtcHost::new(RtcConfig {
+            bind_ip: args.rtc_ip,
+            ..RtcConfig::default()
+        });
+        tokio::spawn(signaling::run(
+            SignalingConfig {
+                url,
+                seed,
+                token: args.signal_token.clone(),
+            },
+            hub,
+            host,
+        ));
+    } else {
+        info!("no --signal given: serving over HTTP only");
+    }
+
+    match server.await {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            error!("HTTP server failed: {e}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            error!("HTTP server task failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Shoal's seed: packages a media folder into CMAF/HLS with swarm
+//! manifests, serves it over HTTP (origin and fallback) and over WebRTC data
+//! channels to viewers, and registers with the signal server.
+
+pub mod http;
+pub mod package;
+pub mod rtc;
+pub mod serve;
+pub mod signaling;
+pub mod stats;

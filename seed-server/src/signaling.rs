@@ -1,0 +1,235 @@
+//! The seed's signaling client: registers with the signal server
+//! (`hello` as a seed with its contents and capacity), heartbeats, answers
+//! viewers' WebRTC offers and passes their trickled candidates on. The
+//! connection is re-established with backoff whenever it drops.
+
+use crate::rtc::RtcHost;
+use crate::serve::{RemoteCandidate, SwarmHub};
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swarm_proto::signal::{ClientMsg, Role, RtcSignal, SeedInfo, ServerMsg};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tracing::{debug, info, warn};
+
+/// How long to wait for `welcome` after `hello`.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug)]
+pub struct SignalingConfig {
+    /// `ws://host:port/ws` of the signal server.
+    pub url: String,
+    pub seed: SeedInfo,
+    pub token: Option<String>,
+}
+
+/// Runs the signaling client forever (reconnecting with backoff).
+pub async fn run(cfg: SignalingConfig, hub: Arc<SwarmHub>, host: RtcHost) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut registered = false;
+        match session(&cfg, &hub, &host, &mut registered).await {
+            Ok(()) => info!(url = %cfg.url, "signal server closed the connection"),
+            Err(e) => warn!(url = %cfg.url, error = %format!("{e:#}"), "signaling connection lost"),
+        }
+        if registered {
+            backoff = BACKOFF_MIN;
+        }
+        info!(
+            retry_in_ms = backoff.as_millis() as u64,
+            "reconnecting to the signal server"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn text(msg: &ClientMsg) -> Message {
+    Message::Text(msg.encode().into())
+}
+
+async fn session(
+    cfg: &SignalingConfig,
+    hub: &Arc<SwarmHub>,
+    host: &RtcHost,
+    registered: &mut bool,
+) -> anyhow::Result<()> {
+    let (ws, _) = tokio_tungstenite::connect_async(cfg.url.as_str())
+        .await
+        .with_context(|| format!("cannot connect to {}", cfg.url))?;
+    let (mut sink, mut stream) = ws.split();
+    let hello = ClientMsg::Hello {
+        role: Role::Seed,
+        token: cfg.token.clone(),
+        seed: Some(cfg.seed.clone()),
+    };
+    sink.send(text(&hello)).await?;
+
+    let welcome = tokio::time::timeout(WELCOME_TIMEOUT, async {
+        while let Some(frame) = stream.next().await {
+            match frame? {
+                Message::Text(t) => match ServerMsg::decode(t.as_str()) {
+                    Ok(ServerMsg::Welcome {
+                        peer_id,
+                        heartbeat_ms,
+                        group,
+                    }) => return Ok((peer_id, heartbeat_ms, group)),
+                    Ok(ServerMsg::Error { code, message }) => {
+                        bail!("signal server refused hello: {code:?}: {message}")
+                    }
+                    Ok(other) => debug!(?other, "message before welcome ignored"),
+                    Err(e) => warn!(error = %e, "unreadable message from signal server"),
+                },
+                Message::Close(c) => bail!("closed before welcome: {c:?}"),
+                _ => {}
+            }
+        }
+        Err(anyhow!("connection ended before welcome"))
+    })
+    .await
+    .map_err(|_| anyhow!("no welcome within {WELCOME_TIMEOUT:?}"))??;
+    let (peer_id, heartbeat_ms, group) = welcome;
+    *registered = true;
+    info!(url = %cfg.url, %peer_id, %group, heartbeat_ms, seed_id = %cfg.seed.seed_id,
+        contents = cfg.seed.contents.len(), "registered with the signal server");
+
+    let hb_every = Duration::from_millis(heartbeat_ms.clamp(100, 600_000));
+    let mut hb = tokio::time::interval_at(tokio::time::Instant::now() + hb_every, hb_every);
+    hb.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silence_limit = hb_every * 3 + Duration::from_secs(2);
+    let mut last_heard = Instant::now();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<ClientMsg>();
+    // (swarm, viewer peer id) -> candidate queue of that viewer's connection.
+    let mut conns: HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>> =
+        HashMap::new();
+
+    loop {
+        tokio::select! {
+            _ = hb.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    bail!("signal server silent for {:?}", last_heard.elapsed());
+                }
+                sink.send(text(&ClientMsg::Heartbeat)).await?;
+            }
+            Some(msg) = out_rx.recv() => sink.send(text(&msg)).await?,
+            frame = stream.next() => {
+                let Some(frame) = frame else { return Ok(()) };
+                last_heard = Instant::now();
+                match frame? {
+                    Message::Text(t) => match ServerMsg::decode(t.as_str()) {
+                        Ok(msg) => on_message(msg, hub, host, &out_tx, &mut conns),
+                        Err(e) => warn!(error = %e, "unreadable message from signal server"),
+                    },
+                    Message::Close(c) => {
+                        info!(frame = ?c, "signal server sent close");
+                        return Ok(());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn on_message(
+    msg: ServerMsg,
+    hub: &Arc<SwarmHub>,
+    host: &RtcHost,
+    out: &mpsc::UnboundedSender<ClientMsg>,
+    conns: &mut HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>>,
+) {
+    match msg {
+        ServerMsg::Relay {
+            swarm,
+            from,
+            signal,
+        } => match signal {
+            RtcSignal::Offer { sdp } => on_offer(swarm, from, sdp, hub, host, out, conns),
+            RtcSignal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
+                let key = (swarm, from);
+                match conns.get(&key) {
+                    Some(tx) => {
+                        if tx
+                            .send(RemoteCandidate {
+                                candidate,
+                                sdp_mid,
+                                sdp_mline_index,
+                            })
+                            .is_err()
+                        {
+                            conns.remove(&key);
+                        }
+                    }
+                    None => {
+                        debug!(swarm = %key.0, from = %key.1, "candidate for no connection ignored")
+                    }
+                }
+            }
+            RtcSignal::Answer { .. } => {
+                debug!(%swarm, %from, "unexpected answer ignored (the seed never offers)")
+            }
+        },
+        ServerMsg::PeerLeft { swarm, peer_id } => {
+            conns.remove(&(swarm, peer_id));
+        }
+        ServerMsg::HeartbeatAck => {}
+        ServerMsg::Error { code, message } => {
+            warn!(?code, %message, "signal server reported an error")
+        }
+        other => debug!(?other, "signal message ignored"),
+    }
+}
+
+fn on_offer(
+    swarm: String,
+    from: String,
+    sdp: String,
+    hub: &Arc<SwarmHub>,
+    host: &RtcHost,
+    out: &mpsc::UnboundedSender<ClientMsg>,
+    conns: &mut HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>>,
+) {
+    if !hub.has(&swarm) {
+        warn!(%swarm, %from, "offer for content this seed does not serve, ignored");
+        return;
+    }
+    let Some(slot) = hub.try_admit() else {
+        hub.stats().refused_over_capacity.fetch_add(1, Relaxed);
+        info!(%swarm, %from, capacity = hub.capacity(), "at capacity, offer ignored");
+        return;
+    };
+    conns.retain(|_, tx| !tx.is_closed());
+    let (cand_tx, cand_rx) = mpsc::unbounded_channel();
+    conns.insert((swarm.clone(), from.clone()), cand_tx);
+    let hub = hub.clone();
+    let host = host.clone();
+    let out = out.clone();
+    tokio::spawn(async move {
+        match host.accept_offer(&sdp).await {
+            Ok((answer, conn)) => {
+                let reply = ClientMsg::Relay {
+                    swarm: swarm.clone(),
+                    to: from.clone(),
+                    signal: RtcSignal::Answer { sdp: answer },
+                };
+                if out.send(reply).is_err() {
+                    warn!(%swarm, %from, "signaling connection lost before the answer was sent");
+                    return;
+                }
+                debug!(%swarm, %from, "answered offer");
+                hub.attach(&swarm, conn, cand_rx, slot);
+            }
+            Err(e) => warn!(%swarm, %from, error = %format!("{e:#}"), "cannot accept viewer offer"),
+        }
+    });
+}
