@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what the build, the tests and the demo need, only when missing:
+# Chromium + ChromeDriver + ffmpeg + iproute2 (apt), the wasm32 target,
+# wasm-bindgen-cli (pinned to the wasm-bindgen crate's version) and the npm
+# dev dependencies. Fast when everything is already there.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$ROOT"
+
+# --- system packages -------------------------------------------------------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] \
+   || ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  log "setup: installing chromium, chromium-driver, ffmpeg, iproute2 (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -q
+  as_root apt-get install -y -q --no-install-recommends \
+    chromium chromium-driver ffmpeg iproute2
+else
+  log "setup: chromium, chromedriver, ffmpeg, ip: present"
+fi
+command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) is missing"
+
+# --- Rust wasm target ------------------------------------------------------
+if rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "setup: wasm32-unknown-unknown target: present"
+else
+  log "setup: adding rust target wasm32-unknown-unknown"
+  rustup target add wasm32-unknown-unknown
+fi
+
+# --- wasm-bindgen-cli (also provides wasm-bindgen-test-runner) -------------
+have_wb="$(wasm-bindgen --version 2>/dev/null || true)"
+if [ "$have_wb" = "wasm-bindgen $WASM_BINDGEN_VERSION" ] \
+   && command -v wasm-bindgen-test-runner >/dev/null 2>&1; then
+  log "setup: wasm-bindgen-cli $WASM_BINDGEN_VERSION: present"
+else
+  log "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (found: '${have_wb:-none}'; takes ~5 min)"
+  # No --locked: the crates mirror lacks one pinned transitive version.
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# --- npm dev dependencies ----------------------------------------------------
+stamp=node_modules/.package-lock.json
+if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] \
+   || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
+  if [ -f package-lock.json ]; then
+    log "setup: npm ci"
+    npm ci --no-audit --no-fund
+  else
+    log "setup: npm install"
+    npm install --no-audit --no-fund
+  fi
+  touch "$stamp"
+else
+  log "setup: node_modules: up to date"
+fi
+log "setup: done"
