@@ -67,7 +67,14 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, corruptViewer
     for (let i = 0; i < viewers; i++) {
       const left = joinedAt[i] + watchS * 1000 - Date.now();
       if (left > 0) await sleep(left);
-      const s = await pages[i].evaluate(() => (window.player ? window.player.stats() : { error: window.shoalError || 'player did not start' }));
+      // The viewer stops watching: its figures are taken and it leaves the swarm.
+      const s = await pages[i].evaluate(() => {
+        if (!window.player) return { error: window.shoalError || 'player did not start' };
+        const st = window.player.stats();
+        window.player.destroy();
+        document.querySelector('video').pause();
+        return st;
+      });
       stats.push(s);
       log(`viewer ${i}: ${JSON.stringify(s)}`);
     }
