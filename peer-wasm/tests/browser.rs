@@ -39,7 +39,7 @@ fn the_browser_plays_what_the_seed_packages() {
 async fn an_unreachable_manifest_is_a_clear_error() {
     // Port 9 on loopback: nothing listens, the fetch fails at once.
     let p = Player::new(video(), opts(&[("src", "http://127.0.0.1:9/vod/x/manifest.json"), ("signal", "ws://127.0.0.1:9/ws")])).unwrap();
-    let err = p.start().await.err().expect("start must fail");
+    let err = p.start().await.expect_err("start must fail");
     let m = message(err);
     assert!(m.contains("cannot load manifest") && m.contains("127.0.0.1:9"), "{m}");
     // Stats of a player that never started are an empty object, not a crash.

@@ -38,7 +38,7 @@
 
 use crate::bitfield::Bitfield;
 use crate::ids::SegmentId;
-use crate::manifest::{verify_segment, Manifest, VerifyError};
+use crate::manifest::{verify_segment, Manifest, Timeline, VerifyError};
 use crate::wire::{self, Message};
 use crate::Millis;
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,6 +159,7 @@ struct Partial {
 
 pub struct Engine {
     manifest: Arc<Manifest>,
+    timeline: Timeline,
     cfg: Config,
     seeding: bool,
     have: Bitfield,
@@ -180,6 +181,7 @@ impl Engine {
     pub fn new(manifest: Arc<Manifest>, cfg: Config) -> Engine {
         let n = manifest.segment_count();
         Engine {
+            timeline: Timeline::new(&manifest),
             manifest,
             cfg,
             seeding: false,
@@ -262,7 +264,7 @@ impl Engine {
             Input::Playhead { position_ms } => self.position_ms = position_ms,
             Input::Seek { position_ms } => {
                 self.position_ms = position_ms;
-                self.next_append = self.manifest.segment_at(position_ms).get();
+                self.next_append = self.timeline.segment_at(position_ms).get();
             }
             Input::Timeout => {}
         }
@@ -529,17 +531,17 @@ impl Engine {
 
     /// Milliseconds until `seg` plays (0 if it is playing or past).
     fn due_in(&self, seg: SegmentId) -> u64 {
-        self.manifest.start_ms(seg).saturating_sub(self.position_ms)
+        self.timeline.start_ms(seg).saturating_sub(self.position_ms)
     }
 
     fn schedule(&mut self) {
         if self.seeding {
             return;
         }
-        let first = self.manifest.segment_at(self.position_ms).get();
+        let first = self.timeline.segment_at(self.position_ms).get();
         // Until peers had a chance to connect, only what is critical goes to HTTP.
         let warm = self.now >= self.started_at.unwrap_or(self.now) + self.cfg.peer_wait_ms;
-        let last = self.manifest.segment_at(self.position_ms + self.cfg.lookahead_ms).get();
+        let last = self.timeline.segment_at(self.position_ms + self.cfg.lookahead_ms).get();
         for raw in first..=last {
             let seg = SegmentId(raw);
             if self.have.get(raw) || self.http_inflight.contains(&raw) {

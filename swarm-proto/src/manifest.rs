@@ -190,9 +190,9 @@ impl Manifest {
         start..end
     }
 
-    /// Start time of each segment in ms (prefix sums of durations).
+    /// Start time of a segment in ms. O(segments): hot paths keep a [`Timeline`].
     pub fn start_ms(&self, seg: SegmentId) -> u64 {
-        self.segments[..seg.index()].iter().map(|s| s.duration_ms as u64).sum()
+        Timeline::new(self).start_ms(seg)
     }
 
     pub fn duration_ms(&self) -> u64 {
@@ -200,15 +200,42 @@ impl Manifest {
     }
 
     /// The segment that plays at `position_ms` (the last one past the end).
+    /// O(segments): hot paths keep a [`Timeline`].
     pub fn segment_at(&self, position_ms: u64) -> SegmentId {
+        Timeline::new(self).segment_at(position_ms)
+    }
+}
+
+/// Segment start times of one manifest, computed once, for O(log n) lookups
+/// between media time and segments.
+#[derive(Clone, Debug)]
+pub struct Timeline {
+    /// `starts[i]` is the start of segment `i`; one more entry holds the end.
+    starts: Vec<u64>,
+}
+
+impl Timeline {
+    pub fn new(m: &Manifest) -> Timeline {
         let mut t = 0u64;
-        for (i, s) in self.segments.iter().enumerate() {
+        let mut starts = Vec::with_capacity(m.segments.len() + 1);
+        starts.push(0);
+        for s in &m.segments {
             t += s.duration_ms as u64;
-            if position_ms < t {
-                return SegmentId(i as u32);
-            }
+            starts.push(t);
         }
-        SegmentId(self.segments.len() as u32 - 1)
+        Timeline { starts }
+    }
+
+    pub fn start_ms(&self, seg: SegmentId) -> u64 {
+        self.starts[seg.index()]
+    }
+
+    /// The segment that plays at `position_ms`: the first whose end is past
+    /// it (the last segment for positions past the end).
+    pub fn segment_at(&self, position_ms: u64) -> SegmentId {
+        let n = self.starts.len() - 1;
+        let ended = self.starts[1..].partition_point(|&end| end <= position_ms);
+        SegmentId(ended.min(n - 1) as u32)
     }
 }
 
@@ -297,5 +324,23 @@ pub(crate) mod tests {
         assert_eq!(m.segment_at(2000).get(), 1);
         assert_eq!(m.segment_at(999_999).get(), 2);
         assert_eq!(m.start_ms(m.segment(2).unwrap()), 4000);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn timeline_agrees_with_a_linear_scan() {
+        let (mut m, _) = sample(&[10, 10, 10, 10, 10], 1024);
+        for (i, d) in [1000, 0, 2500, 1, 3000].into_iter().enumerate() {
+            m.segments[i].duration_ms = d;
+        }
+        let t = Timeline::new(&m);
+        for pos in 0..7000 {
+            let mut end = 0u64;
+            let linear = m.segments.iter().position(|s| {
+                end += s.duration_ms as u64;
+                pos < end
+            });
+            assert_eq!(t.segment_at(pos).get(), linear.unwrap_or(4) as u32, "at {pos} ms");
+        }
+        assert_eq!(t.start_ms(m.segment(3).unwrap()), 3500);
     }
 }

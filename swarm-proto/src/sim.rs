@@ -9,7 +9,7 @@
 
 use crate::engine::{Config, Engine, Input, Output, PeerKey};
 use crate::ids::SegmentId;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, Timeline};
 use crate::wire::{self, Message};
 use crate::Millis;
 use std::cmp::Reverse;
@@ -126,6 +126,7 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
         uplink_free_at: 0,
         left: false,
     };
+    let timeline = Timeline::new(&manifest);
     let mut nodes = vec![mk(seed)];
     for _ in 0..cfg.viewers {
         nodes.push(mk(Engine::new(manifest.clone(), cfg.engine.clone())));
@@ -245,7 +246,7 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     }
                     Output::Append { seg, .. } => {
                         let n = &mut nodes[i];
-                        n.buffered_to_ms = manifest.start_ms(seg) + manifest.entry(seg).duration_ms as u64;
+                        n.buffered_to_ms = timeline.start_ms(seg) + manifest.entry(seg).duration_ms as u64;
                         if n.started_at.is_none() {
                             n.started_at = Some(now);
                             n.result.startup_ms = Some(now - n.joined_at.unwrap());
