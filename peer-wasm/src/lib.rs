@@ -718,11 +718,10 @@ impl Inner {
                 w.clear_interval_with_handle(*id);
             }
         }
-        for (_, mut c) in std::mem::take(&mut self.peers) {
+        for (_, c) in std::mem::take(&mut self.peers) {
             if let (Some(dc), true) = (&c.dc, c.open) {
                 let _ = dc.send_with_array_buffer_view(&Uint8Array::from(&wire::encode(&Message::Bye)[..]));
             }
-            c.closures.clear();
             c.close(&mut self.graveyard);
         }
         self.signal(&ClientMsg::Leave { swarm: self.manifest.content_id.clone() });
