@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the demo need, only when missing:
 # Chromium + ChromeDriver + ffmpeg + iproute2 (apt), the wasm32 target,
-# wasm-bindgen-cli (pinned to the wasm-bindgen crate's version) and the npm
-# dev dependencies. Fast when everything is already there.
+# wasm-bindgen-cli (pinned to the wasm-bindgen crate's version), cargo-fuzz
+# and the npm dev dependencies. Fast when everything is already there.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
@@ -36,6 +36,16 @@ else
   log "setup: installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (found: '${have_wb:-none}'; takes ~5 min)"
   # No --locked: the crates mirror lacks one pinned transitive version.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# --- cargo-fuzz (scripts/fuzz.sh; runs on stable with RUSTC_BOOTSTRAP=1) ----
+CARGO_FUZZ_VERSION=0.13.2
+if cargo fuzz --version >/dev/null 2>&1; then
+  log "setup: cargo-fuzz: present ($(cargo fuzz --version 2>/dev/null))"
+else
+  log "setup: installing cargo-fuzz $CARGO_FUZZ_VERSION (takes ~2 min)"
+  # No --locked, as for wasm-bindgen-cli above.
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
 # --- npm dev dependencies ----------------------------------------------------

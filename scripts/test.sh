@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything CI checks (`npm test`):
 #   1. setup (installs what is missing) and the sample video
-#   2. native: cargo build --workspace, then cargo test --workspace
+#   2. native: cargo build --workspace, then cargo test --workspace, then a
+#      short fuzz run of swarm-proto's decoders (scripts/fuzz.sh, 15 s a target)
 #   3. wasm: swarm-proto and shoal-peer tests in headless Chromium
 #      (wasm-bindgen-test-runner + chromedriver, webdriver.json at each crate root)
 #   4. the browser bundle (scripts/build-wasm.sh)
@@ -36,6 +37,10 @@ cargo test --workspace --no-run
 
 step "native: cargo test --workspace (in a loopback-only namespace)"
 "${NETNS[@]}" cargo test --workspace --offline
+
+# Fuzzing opens no sockets: no namespace needed. `npm run fuzz` runs longer.
+step "fuzz: swarm-proto decoders, 15 s per target (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 15
 
 # Browser tests of the wasm crates. Forced into the browser even where a
 # crate has not called wasm_bindgen_test_configure!(run_in_browser).
