@@ -27,9 +27,9 @@ pub mod sim;
 pub mod wire;
 
 pub use bitfield::Bitfield;
-pub use engine::{Config, Engine, Input, Output, PeerKey, Stats};
+pub use engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource, Stats};
 pub use ids::{PieceIndex, SegmentId};
-pub use manifest::Manifest;
+pub use manifest::{Manifest, ManifestParts};
 
 /// Milliseconds on the caller's monotonic clock. The engine never reads a
 /// clock: every call carries `now`.

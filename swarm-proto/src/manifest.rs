@@ -2,7 +2,7 @@
 //! video. The seed writes it next to the HLS playlist as `manifest.json`;
 //! viewers fetch it over HTTP before they join the swarm.
 //!
-//! Invariants, checked by [`Manifest::validate`] (and so by
+//! Invariants, checked by [`ManifestParts::validate`] (and so by
 //! [`Manifest::from_json`]): at least one segment, every hash is 32 bytes of
 //! hex, every size is at most [`MAX_SEGMENT_BYTES`], the piece size is within
 //! [`MIN_PIECE_BYTES`]..=[`MAX_PIECE_BYTES`], and URIs are relative paths.
@@ -33,8 +33,11 @@ pub struct SegmentEntry {
     pub duration_ms: u32,
 }
 
+/// A manifest as written on disk or the wire, not yet checked. The only way
+/// to a [`Manifest`] is [`ManifestParts::validate`] (or
+/// [`Manifest::from_json`], which calls it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct ManifestParts {
     pub version: u32,
     /// Stable id of the content (derived from the source file's hash); the
     /// swarm name on the signal server.
@@ -47,6 +50,15 @@ pub struct Manifest {
     pub piece_size: u32,
     pub init: SegmentEntry,
     pub segments: Vec<SegmentEntry>,
+}
+
+/// A validated manifest: every invariant in the module docs holds, so the
+/// engine can index segments and pieces without re-checking. Fields are
+/// private; it is built only by [`ManifestParts::validate`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Manifest {
+    parts: ManifestParts,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -116,18 +128,14 @@ pub fn verify_segment(entry: &SegmentEntry, data: &[u8]) -> Result<(), VerifyErr
     Ok(())
 }
 
-impl Manifest {
-    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
-        let m: Manifest = serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
-        m.validate()?;
-        Ok(m)
+impl ManifestParts {
+    /// Checks every invariant and returns the validated [`Manifest`].
+    pub fn validate(self) -> Result<Manifest, ManifestError> {
+        self.check()?;
+        Ok(Manifest { parts: self })
     }
 
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).expect("manifest serializes")
-    }
-
-    pub fn validate(&self) -> Result<(), ManifestError> {
+    fn check(&self) -> Result<(), ManifestError> {
         if self.version != MANIFEST_VERSION {
             return Err(ManifestError::Version(self.version));
         }
@@ -159,23 +167,71 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+impl Manifest {
+    pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
+        let m: ManifestParts = serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        m.validate()
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(&self.parts).expect("manifest serializes")
+    }
+
+    /// The checked parts, read-only.
+    pub fn parts(&self) -> &ManifestParts {
+        &self.parts
+    }
+
+    /// Gives the parts back (to change and validate again).
+    pub fn into_parts(self) -> ManifestParts {
+        self.parts
+    }
+
+    pub fn content_id(&self) -> &str {
+        &self.parts.content_id
+    }
+    pub fn title(&self) -> &str {
+        &self.parts.title
+    }
+    pub fn playlist(&self) -> &str {
+        &self.parts.playlist
+    }
+    pub fn mime(&self) -> &str {
+        &self.parts.mime
+    }
+    /// Bytes per piece; never 0 (validated within [`MIN_PIECE_BYTES`]..=[`MAX_PIECE_BYTES`]).
+    pub fn piece_size(&self) -> u32 {
+        self.parts.piece_size
+    }
+    pub fn init(&self) -> &SegmentEntry {
+        &self.parts.init
+    }
+    pub fn segments(&self) -> &[SegmentEntry] {
+        &self.parts.segments
+    }
+    /// Every segment id, in order.
+    pub fn segment_ids(&self) -> impl Iterator<Item = SegmentId> + '_ {
+        (0..self.segment_count()).map(SegmentId)
+    }
 
     pub fn segment_count(&self) -> u32 {
-        self.segments.len() as u32
+        self.parts.segments.len() as u32
     }
 
     /// Validates a raw index from the network.
     pub fn segment(&self, raw: u32) -> Option<SegmentId> {
-        ((raw as usize) < self.segments.len()).then_some(SegmentId(raw))
+        ((raw as usize) < self.parts.segments.len()).then_some(SegmentId(raw))
     }
 
     pub fn entry(&self, seg: SegmentId) -> &SegmentEntry {
-        &self.segments[seg.index()]
+        &self.parts.segments[seg.index()]
     }
 
     pub fn piece_count(&self, seg: SegmentId) -> u32 {
         let size = self.entry(seg).size;
-        size.div_ceil(self.piece_size as u64) as u32
+        size.div_ceil(self.parts.piece_size as u64) as u32
     }
 
     /// Validates a raw piece index for a segment.
@@ -185,8 +241,8 @@ impl Manifest {
 
     /// Byte range of a piece inside its segment.
     pub fn piece_range(&self, seg: SegmentId, piece: PieceIndex) -> std::ops::Range<usize> {
-        let start = piece.index() * self.piece_size as usize;
-        let end = (start + self.piece_size as usize).min(self.entry(seg).size as usize);
+        let start = piece.index() * self.parts.piece_size as usize;
+        let end = (start + self.parts.piece_size as usize).min(self.entry(seg).size as usize);
         start..end
     }
 
@@ -196,7 +252,7 @@ impl Manifest {
     }
 
     pub fn duration_ms(&self) -> u64 {
-        self.segments.iter().map(|s| s.duration_ms as u64).sum()
+        self.parts.segments.iter().map(|s| s.duration_ms as u64).sum()
     }
 
     /// The segment that plays at `position_ms` (the last one past the end).
@@ -217,9 +273,9 @@ pub struct Timeline {
 impl Timeline {
     pub fn new(m: &Manifest) -> Timeline {
         let mut t = 0u64;
-        let mut starts = Vec::with_capacity(m.segments.len() + 1);
+        let mut starts = Vec::with_capacity(m.segments().len() + 1);
         starts.push(0);
-        for s in &m.segments {
+        for s in m.segments() {
             t += s.duration_ms as u64;
             starts.push(t);
         }
@@ -246,6 +302,11 @@ pub(crate) mod tests {
 
     /// A manifest over synthetic segments, for tests across the crate.
     pub fn sample(segment_sizes: &[usize], piece_size: u32) -> (Manifest, Vec<Vec<u8>>) {
+        let (parts, data) = sample_parts(segment_sizes, piece_size);
+        (parts.validate().unwrap(), data)
+    }
+
+    pub fn sample_parts(segment_sizes: &[usize], piece_size: u32) -> (ManifestParts, Vec<Vec<u8>>) {
         let data: Vec<Vec<u8>> = segment_sizes
             .iter()
             .enumerate()
@@ -261,7 +322,7 @@ pub(crate) mod tests {
                 duration_ms: 2000,
             })
             .collect();
-        let m = Manifest {
+        let m = ManifestParts {
             version: MANIFEST_VERSION,
             content_id: "test-content".into(),
             title: "test".into(),
@@ -271,7 +332,6 @@ pub(crate) mod tests {
             init: SegmentEntry { uri: "init.mp4".into(), size: 10, sha256: sha256_hex(&[0; 10]), duration_ms: 0 },
             segments,
         };
-        m.validate().unwrap();
         (m, data)
     }
 
@@ -283,13 +343,16 @@ pub(crate) mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn manifest_rejects_path_traversal_and_bad_hashes() {
-        let (mut m, _) = sample(&[100], 1024);
+        let (mut m, _) = sample_parts(&[100], 1024);
         m.segments[0].uri = "../etc/passwd".into();
         assert_eq!(m.validate(), Err(ManifestError::BadUri("../etc/passwd".into())));
-        let (mut m, _) = sample(&[100], 1024);
+        let (mut m, _) = sample_parts(&[100], 1024);
         m.segments[0].sha256 = "XYZ".into();
         assert!(matches!(m.validate(), Err(ManifestError::BadHash { .. })));
-        let (mut m, _) = sample(&[100], 1024);
+        let (mut m, _) = sample_parts(&[100], 1024);
+        m.piece_size = 0;
+        assert_eq!(m.validate(), Err(ManifestError::BadPieceSize(0)));
+        let (mut m, _) = sample_parts(&[100], 1024);
         m.content_id = "a/b".into();
         assert!(matches!(m.validate(), Err(ManifestError::BadContentId(_))));
         assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Json(_))));
@@ -298,7 +361,7 @@ pub(crate) mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn verify_segment_checks_size_and_hash() {
         let (m, data) = sample(&[5000], 1024);
-        let e = &m.segments[0];
+        let e = &m.segments()[0];
         assert_eq!(verify_segment(e, &data[0]), Ok(()));
         let mut bad = data[0].clone();
         bad[17] ^= 1;
@@ -328,14 +391,15 @@ pub(crate) mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn timeline_agrees_with_a_linear_scan() {
-        let (mut m, _) = sample(&[10, 10, 10, 10, 10], 1024);
+        let (mut m, _) = sample_parts(&[10, 10, 10, 10, 10], 1024);
         for (i, d) in [1000, 0, 2500, 1, 3000].into_iter().enumerate() {
             m.segments[i].duration_ms = d;
         }
+        let m = m.validate().unwrap();
         let t = Timeline::new(&m);
         for pos in 0..7000 {
             let mut end = 0u64;
-            let linear = m.segments.iter().position(|s| {
+            let linear = m.segments().iter().position(|s| {
                 end += s.duration_ms as u64;
                 pos < end
             });

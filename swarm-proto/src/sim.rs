@@ -7,7 +7,7 @@
 //! viewer plays back in real time once its first segment is appended and
 //! stalls when its buffer runs dry.
 
-use crate::engine::{Config, Engine, Input, Output, PeerKey};
+use crate::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
 use crate::ids::SegmentId;
 use crate::manifest::{Manifest, Timeline};
 use crate::wire::{self, Message};
@@ -93,7 +93,9 @@ enum Ev {
     Join(usize),
     Connect(usize, usize),
     Deliver { from: usize, to: usize, data: Vec<u8> },
-    Http { to: usize, seg: u32 },
+    Http { to: usize, res: Resource },
+    Loaded { seg: u32 },
+    Closed { to: usize, from: usize },
     Tick(usize),
 }
 
@@ -104,24 +106,21 @@ struct Node {
     started_at: Option<Millis>,
     position_ms: u64,
     buffered_to_ms: u64,
-    stalled_since: Option<Millis>,
+    stalled: bool,
     result: ViewerResult,
     uplink_free_at: Millis,
     left: bool,
 }
 
 pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimResult {
-    let mut seed = Engine::new_seed(manifest.clone(), cfg.engine.clone());
-    for (i, d) in data.iter().enumerate() {
-        seed.insert_verified(manifest.segment(i as u32).unwrap(), d.clone()).expect("sim data matches manifest");
-    }
+    let seed = Engine::new_seed(manifest.clone(), cfg.engine.clone());
     let mk = |engine| Node {
         engine,
         joined_at: None,
         started_at: None,
         position_ms: 0,
         buffered_to_ms: 0,
-        stalled_since: None,
+        stalled: false,
         result: ViewerResult::default(),
         uplink_free_at: 0,
         left: false,
@@ -143,6 +142,8 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
     let end = (cfg.viewers as u64 - 1) * cfg.join_gap_ms + cfg.watch_ms + 1;
     let mut res = SimResult { copy_bytes: copy_bytes(&manifest, cfg.watch_ms), ..Default::default() };
     let mut events = 0u64;
+    let mut res_acc = 0u64;
+    let res_bytes = |acc: &mut u64, n: u64| *acc += n;
     while let Some(Reverse((now, _, ev))) = q.pop() {
         events += 1;
         assert!(events < 50_000_000, "simulation did not converge");
@@ -165,21 +166,40 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                 if nodes[a].left || nodes[b].left {
                     continue;
                 }
-                nodes[a].engine.handle_input(now, Input::PeerConnected { peer: b as PeerKey, is_seed: b == 0 });
-                nodes[b].engine.handle_input(now, Input::PeerConnected { peer: a as PeerKey, is_seed: a == 0 });
+                let (ida, idb) = (format!("node-{a}"), format!("node-{b}"));
+                nodes[a].engine.handle_input(now, Input::PeerConnected { peer: b as PeerKey, remote_id: &idb, is_seed: b == 0 });
+                nodes[b].engine.handle_input(now, Input::PeerConnected { peer: a as PeerKey, remote_id: &ida, is_seed: a == 0 });
                 touched.extend([a, b]);
             }
             Ev::Deliver { from, to, data } => {
                 if nodes[to].left || nodes[to].result.dropped.contains(&from) {
                     continue;
                 }
+                // What `to` still has queued on its uplink (shared by all its peers).
+                let rate = if to == 0 { cfg.http_bps } else { cfg.viewer_upload_bps };
+                let backlog = nodes[to].uplink_free_at.saturating_sub(now) * rate / 1000;
+                nodes[to].engine.handle_input(now, Input::PeerBuffered { peer: from as PeerKey, bytes: backlog });
                 nodes[to].engine.handle_input(now, Input::PeerData { peer: from as PeerKey, data: &data });
                 touched.push(to);
             }
-            Ev::Http { to, seg } => {
-                let s = manifest.segment(seg).unwrap();
-                nodes[to].engine.handle_input(now, Input::HttpSegment { seg: s, data: data[seg as usize].clone() });
+            Ev::Http { to, res } => {
+                let body = match res {
+                    Resource::Init => SYNTHETIC_INIT.to_vec(),
+                    Resource::Segment(s) => data[s.index()].clone(),
+                };
+                nodes[to].engine.handle_input(now, Input::HttpDone { res, data: body });
                 touched.push(to);
+            }
+            Ev::Loaded { seg } => {
+                let s = manifest.segment(seg).unwrap();
+                nodes[0].engine.handle_input(now, Input::Loaded { seg: s, data: data[seg as usize].clone() });
+                touched.push(0);
+            }
+            Ev::Closed { to, from } => {
+                if !nodes[to].left {
+                    nodes[to].engine.handle_input(now, Input::PeerClosed { peer: from as PeerKey });
+                    touched.push(to);
+                }
             }
             Ev::Tick(v) => {
                 if nodes[v].left {
@@ -189,33 +209,32 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                 let watched = now - n.joined_at.unwrap();
                 if watched >= cfg.watch_ms {
                     n.left = true;
-                    if let Some(s) = n.stalled_since.take() {
-                        n.result.stalled_ms += now - s;
-                    }
+                    n.result.stats = n.engine.stats();
                     for o in (0..nodes.len()).filter(|&o| o != v) {
                         nodes[o].engine.handle_input(now, Input::PeerClosed { peer: v as PeerKey });
                         touched.push(o);
                     }
                 } else {
-                if n.started_at.is_some() {
-                    let want = n.position_ms + cfg.step_ms;
-                    if want <= n.buffered_to_ms {
-                        n.position_ms = want;
-                        if let Some(s) = n.stalled_since.take() {
-                            n.result.stalled_ms += now - s;
-                        }
-                    } else {
-                        n.position_ms = n.buffered_to_ms;
-                        if n.stalled_since.is_none() && n.position_ms < manifest.duration_ms() {
-                            n.stalled_since = Some(now);
-                            n.result.stalls += 1;
+                    if n.started_at.is_some() {
+                        let want = n.position_ms + cfg.step_ms;
+                        if want <= n.buffered_to_ms {
+                            n.position_ms = want;
+                            if n.stalled {
+                                n.stalled = false;
+                                n.engine.handle_input(now, Input::Media(MediaEvent::Playing));
+                            }
+                        } else {
+                            n.position_ms = n.buffered_to_ms;
+                            if !n.stalled && n.position_ms < manifest.duration_ms() {
+                                n.stalled = true;
+                                n.engine.handle_input(now, Input::Media(MediaEvent::Waiting));
+                            }
                         }
                     }
-                }
-                let pos = n.position_ms;
-                n.engine.handle_input(now, Input::Playhead { position_ms: pos });
-                touched.push(v);
-                push(&mut q, now + cfg.step_ms, Ev::Tick(v));
+                    let pos = n.position_ms;
+                    n.engine.handle_input(now, Input::Playhead { position_ms: pos });
+                    touched.push(v);
+                    push(&mut q, now + cfg.step_ms, Ev::Tick(v));
                 }
             }
         }
@@ -239,27 +258,43 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                         nodes[i].uplink_free_at = done;
                         push(&mut q, done + cfg.link_latency_ms, Ev::Deliver { from: i, to, data });
                     }
-                    Output::HttpFetch { seg } => {
-                        let size = data[seg.index()].len() as u64;
-                        res.seed_http_bytes += size;
-                        push(&mut q, now + cfg.http_latency_ms + size * 1000 / cfg.http_bps, Ev::Http { to: i, seg: seg.get() });
+                    Output::HttpFetch { res } => {
+                        let size = match res {
+                            Resource::Init => SYNTHETIC_INIT.len() as u64,
+                            Resource::Segment(s) => data[s.index()].len() as u64,
+                        };
+                        res_bytes(&mut res_acc, size);
+                        push(&mut q, now + cfg.http_latency_ms + size * 1000 / cfg.http_bps, Ev::Http { to: i, res });
                     }
+                    Output::Load { seg } => push(&mut q, now + 1, Ev::Loaded { seg: seg.get() }),
+                    Output::AppendInit { .. } | Output::RemoveMedia { .. } | Output::EndOfStream => {}
                     Output::Append { seg, .. } => {
                         let n = &mut nodes[i];
                         n.buffered_to_ms = timeline.start_ms(seg) + manifest.entry(seg).duration_ms as u64;
                         if n.started_at.is_none() {
                             n.started_at = Some(now);
-                            n.result.startup_ms = Some(now - n.joined_at.unwrap());
+                            n.engine.handle_input(now, Input::Media(MediaEvent::Playing));
                         }
                     }
-                    Output::DropPeer { peer, .. } => nodes[i].result.dropped.push(peer as usize),
+                    Output::DropPeer { peer, .. } => {
+                        nodes[i].result.dropped.push(peer as usize);
+                        push(&mut q, now + cfg.link_latency_ms, Ev::Closed { to: peer as usize, from: i });
+                    }
+                    Output::ClosePeer { peer, .. } => {
+                        push(&mut q, now + cfg.link_latency_ms, Ev::Closed { to: peer as usize, from: i });
+                    }
                 }
             }
         }
     }
+    res.seed_http_bytes = res_acc;
     for n in nodes.iter_mut().skip(1) {
         n.result.played_ms = n.position_ms;
-        n.result.stats = n.engine.stats();
+        if !n.left {
+            n.result.stats = n.engine.stats();
+        }
+        let st = &n.result.stats;
+        (n.result.startup_ms, n.result.stalls, n.result.stalled_ms) = (st.startup_ms, st.stalls, st.stalled_ms);
         res.viewers.push(std::mem::take(&mut n.result));
     }
     res
@@ -278,26 +313,29 @@ pub fn copy_bytes(m: &Manifest, watch_ms: u64) -> u64 {
     (0..=last).map(|i| m.entry(SegmentId(i)).size).sum()
 }
 
+/// The init segment of [`synthetic_content`].
+pub const SYNTHETIC_INIT: [u8; 16] = [0; 16];
+
 /// Synthetic content for tests and benchmarks: segments of the given sizes,
-/// 2 s each, with deterministic bytes, and a manifest over them.
+/// 2 s each, with deterministic bytes, and a manifest over them (its init
+/// segment is [`SYNTHETIC_INIT`]).
 pub fn synthetic_content(segment_sizes: &[usize], piece_size: u32) -> (Arc<Manifest>, Vec<Vec<u8>>) {
-    use crate::manifest::{sha256_hex, SegmentEntry, MANIFEST_VERSION};
+    use crate::manifest::{sha256_hex, ManifestParts, SegmentEntry, MANIFEST_VERSION};
     let data: Vec<Vec<u8>> = segment_sizes
         .iter()
         .enumerate()
         .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7 + j / 251) as u8).collect())
         .collect();
     let entry = |uri: String, d: &[u8], duration_ms| SegmentEntry { uri, size: d.len() as u64, sha256: sha256_hex(d), duration_ms };
-    let m = Manifest {
+    let m = ManifestParts {
         version: MANIFEST_VERSION,
         content_id: "synthetic".into(),
         title: "synthetic".into(),
         playlist: "index.m3u8".into(),
         mime: "video/mp4; codecs=\"avc1.42c01e\"".into(),
         piece_size,
-        init: entry("init.mp4".into(), &[0; 16], 0),
+        init: entry("init.mp4".into(), &SYNTHETIC_INIT, 0),
         segments: data.iter().enumerate().map(|(i, d)| entry(format!("seg_{i:05}.m4s"), d, 2000)).collect(),
     };
-    m.validate().expect("synthetic manifest is valid");
-    (Arc::new(m), data)
+    (Arc::new(m.validate().expect("synthetic manifest is valid")), data)
 }

@@ -1,0 +1,110 @@
+//! What the engine knows about one connected peer, and how far it trusts it.
+//!
+//! Claims (bitfields, haves) are trusted only as far as delivered, verified
+//! bytes bear them out: every request a peer leaves unserved (rejected or
+//! timed out) counts against it, every piece it delivers counts for it, and
+//! a peer whose unserved requests outrun its deliveries by
+//! `Config::max_unserved_claims` is dropped.
+
+use crate::bitfield::Bitfield;
+use crate::ids::SegmentId;
+use crate::Millis;
+use std::collections::BTreeMap;
+
+/// Most reject back-off entries kept per peer (oldest dropped first).
+pub(super) const MAX_REJECTS_PER_PEER: usize = 64;
+/// Seed mode: segments remembered per peer as "refused once because the
+/// swarm has copies" (oldest forgotten first).
+pub(super) const MAX_REFUSED_PER_PEER: usize = 256;
+
+#[derive(Debug)]
+pub(super) struct Remote {
+    pub id: String,
+    pub is_seed: bool,
+    pub hello: bool,
+    pub have: Bitfield,
+    /// Our requests outstanding at this peer (kept by the piece tracker).
+    pub inflight: usize,
+    /// Requests we ever sent it, and answers (pieces or rejects) it ever
+    /// gave: an honest peer never answers more than it was asked.
+    pub asked_total: u64,
+    pub answered_total: u64,
+    /// Pieces it delivered that we asked for.
+    pub delivered: u64,
+    /// Requests it left unserved: rejects and timeouts.
+    pub unserved: u64,
+    /// seg -> time of its last reject of that segment (bounded).
+    pub rejected: BTreeMap<SegmentId, Millis>,
+    /// Bytes queued toward it, as last reported by the driver plus what we
+    /// sent since.
+    pub buffered: u64,
+    /// Seed mode: requests parked until a segment is read from disk.
+    pub pending_loads: usize,
+    /// Seed mode: when each segment was first refused because the swarm
+    /// holds copies; a request for it after the back-off is served (claims
+    /// alone cannot shut the seed).
+    pub refused_once: BTreeMap<SegmentId, Millis>,
+    pub last_heard: Millis,
+}
+
+impl Remote {
+    pub fn new(id: &str, is_seed: bool, segments: u32, now: Millis) -> Remote {
+        Remote {
+            id: id.to_owned(),
+            is_seed,
+            hello: false,
+            have: Bitfield::new(segments),
+            inflight: 0,
+            asked_total: 0,
+            answered_total: 0,
+            delivered: 0,
+            unserved: 0,
+            rejected: BTreeMap::new(),
+            buffered: 0,
+            pending_loads: 0,
+            refused_once: BTreeMap::new(),
+            last_heard: now,
+        }
+    }
+
+    pub fn backed_off(&self, seg: SegmentId, now: Millis, backoff_ms: u64) -> bool {
+        self.rejected.get(&seg).is_some_and(|&t| t + backoff_ms > now)
+    }
+
+    /// Records a reject, keeping at most [`MAX_REJECTS_PER_PEER`] entries.
+    pub fn note_reject(&mut self, seg: SegmentId, now: Millis, backoff_ms: u64) {
+        self.rejected.retain(|_, &mut t| t + backoff_ms > now);
+        if self.rejected.len() >= MAX_REJECTS_PER_PEER {
+            if let Some((&oldest, _)) = self.rejected.iter().min_by_key(|(_, &t)| t) {
+                self.rejected.remove(&oldest);
+            }
+        }
+        self.rejected.insert(seg, now);
+    }
+
+    /// Whether its claims are borne out well enough to keep it.
+    pub fn claims_outrun_deliveries(&self, allowance: u32) -> bool {
+        self.unserved > self.delivered + allowance as u64
+    }
+
+    /// Seed mode: whether to refuse `seg` to this peer because the swarm
+    /// holds copies. The first refusal opens a window of `window_ms` (the
+    /// peer's back-off; requests for the segment's other pieces in it are
+    /// refused too); a request after it means the claimers did not deliver,
+    /// and is served.
+    pub fn refuse_once(&mut self, seg: SegmentId, now: Millis, window_ms: u64) -> bool {
+        if let Some(&first) = self.refused_once.get(&seg) {
+            return now < first + window_ms;
+        }
+        if self.refused_once.len() >= MAX_REFUSED_PER_PEER {
+            self.refused_once.pop_first();
+        }
+        self.refused_once.insert(seg, now);
+        true
+    }
+
+    /// Whether it may be asked for `seg` now.
+    pub fn can_serve(&self, seg: SegmentId, now: Millis, backoff_ms: u64) -> bool {
+        self.hello && self.have.get(seg.get()) && !self.backed_off(seg, now, backoff_ms)
+    }
+}
