@@ -1,6 +1,10 @@
 //! HTTP origin: the packaged VOD files (with range requests, for the
 //! players' HTTP fallback and any HLS player), the content index, health
 //! and statistics. CORS is open: the player runs on other sites' pages.
+//!
+//! Every handler that can fail returns [`AppError`]: the client gets a
+//! status and a short, safe message; details go to the log only. Only
+//! plain file names inside a published content's folder are ever served.
 
 use crate::package::Library;
 use crate::stats::SeedStats;
@@ -19,6 +23,34 @@ use std::task::{Context, Poll};
 use tower::ServiceExt;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeFile;
+
+/// An HTTP request the origin cannot answer with a file.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("unknown content {0:?}")]
+    UnknownContent(String),
+    #[error("no such file")]
+    NoSuchFile,
+    /// A server-side failure; `detail` is logged, never sent.
+    #[error("internal error")]
+    Internal { detail: String },
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            AppError::UnknownContent(_) | AppError::NoSuchFile => StatusCode::NOT_FOUND,
+            AppError::Internal { detail } => {
+                tracing::error!(%detail, "HTTP request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let mut msg = self.to_string();
+        // Echo at most a short, printable content id.
+        msg.truncate(120);
+        (status, format!("{msg}\n")).into_response()
+    }
+}
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -45,10 +77,10 @@ pub fn index(library: &Library) -> Vec<IndexEntry> {
         .iter()
         .map(|p| IndexEntry {
             content_id: p.content_id.clone(),
-            title: p.manifest.title.clone(),
+            title: p.manifest.title().to_string(),
             duration_ms: p.manifest.duration_ms(),
             manifest: format!("/vod/{}/manifest.json", p.content_id),
-            mime: p.manifest.mime.clone(),
+            mime: p.manifest.mime().to_string(),
             segments: p.manifest.segment_count(),
         })
         .collect()
@@ -77,15 +109,17 @@ async fn vod_index(State(st): State<HttpState>) -> Response {
     resp
 }
 
-async fn api_stats(State(st): State<HttpState>) -> Response {
+async fn api_stats(State(st): State<HttpState>) -> Result<Response, AppError> {
     let snap = st.stats.snapshot();
-    let mut v = serde_json::to_value(&snap).unwrap_or_default();
+    let mut v = serde_json::to_value(&snap).map_err(|e| AppError::Internal {
+        detail: format!("stats do not serialize: {e}"),
+    })?;
     v["capacity"] = st.capacity.into();
     v["contents"] = st.library.published.len().into();
     let mut resp = Json(v).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
+    Ok(resp)
 }
 
 /// A file name the origin may serve: plain, not hidden, no separators.
@@ -112,16 +146,17 @@ async fn vod_file(
     State(st): State<HttpState>,
     Path((content_id, file)): Path<(String, String)>,
     req: Request,
-) -> Response {
+) -> Result<Response, AppError> {
     let Some(p) = st.library.get(&content_id) else {
-        return (
-            StatusCode::NOT_FOUND,
-            format!("unknown content {content_id:?}\n"),
-        )
-            .into_response();
+        let shown: String = content_id
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(64)
+            .collect();
+        return Err(AppError::UnknownContent(shown));
     };
     if !servable_name(&file) {
-        return (StatusCode::NOT_FOUND, "no such file\n").into_response();
+        return Err(AppError::NoSuchFile);
     }
     let path = p.dir.join(&file);
     let mut resp = match ServeFile::new(path).oneshot(req).await {
@@ -142,7 +177,7 @@ async fn vod_file(
         };
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cc));
     }
-    resp
+    Ok(resp)
 }
 
 /// Counts response body bytes as they are actually sent.

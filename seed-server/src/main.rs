@@ -8,7 +8,7 @@ use clap::Parser;
 use shoal_seed::http::{router, HttpState};
 use shoal_seed::package::{package_all, LibraryError};
 use shoal_seed::rtc::{RtcConfig, RtcHost};
-use shoal_seed::serve::SwarmHub;
+use shoal_seed::serve::{HubConfig, SwarmHub};
 use shoal_seed::signaling::{self, SignalingConfig};
 use shoal_seed::stats::SeedStats;
 use std::hash::{BuildHasher, Hasher};
@@ -56,6 +56,12 @@ struct Args {
     /// Most viewers served at once over WebRTC.
     #[arg(long, default_value_t = 50)]
     capacity: u32,
+    /// Most WebRTC connections held at once for one viewer (signaling peer id).
+    #[arg(long, default_value_t = shoal_seed::serve::DEFAULT_MAX_CONNS_PER_PEER)]
+    max_conns_per_peer: usize,
+    /// A WebRTC connection whose data channel has not opened within this time is closed.
+    #[arg(long, value_name = "MS", default_value_t = shoal_seed::serve::DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64)]
+    handshake_timeout_ms: u64,
     /// Address the WebRTC UDP sockets bind (a concrete IPv4 address).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     rtc_ip: IpAddr,
@@ -186,19 +192,12 @@ async fn main() -> ExitCode {
     info!(%local, %public_url, contents = library.published.len(), failed = library.failed.len(), "HTTP origin listening");
 
     if let Some(url) = args.signal.clone() {
-        let lib = library.clone();
-        let capacity = args.capacity;
-        let hub_stats = stats.clone();
-        let hub =
-            match tokio::task::spawn_blocking(move || SwarmHub::load(&lib, hub_stats, capacity))
-                .await
-            {
-                Ok(h) => Arc::new(h),
-                Err(e) => {
-                    error!("loading segments failed: {e}");
-                    return ExitCode::from(1);
-                }
-            };
+        let hub_cfg = HubConfig {
+            max_conns_per_peer: args.max_conns_per_peer.max(1),
+            handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms.max(1)),
+            ..HubConfig::new(args.capacity)
+        };
+        let hub = Arc::new(SwarmHub::new(&library, stats.clone(), hub_cfg));
         hub.spawn_timers();
         let seed = SeedInfo {
             seed_id: args.seed_id.clone().unwrap_or_else(random_seed_id),

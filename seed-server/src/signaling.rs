@@ -4,14 +4,12 @@
 //! connection is re-established with backoff whenever it drops.
 
 use crate::rtc::RtcHost;
-use crate::serve::{RemoteCandidate, SwarmHub};
-use anyhow::{anyhow, bail, Context};
+use crate::serve::{Refusal, RemoteCandidate, SwarmHub};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarm_proto::signal::{ClientMsg, Role, RtcSignal, SeedInfo, ServerMsg};
+use swarm_proto::signal::{ClientMsg, ErrorCode, Role, RtcSignal, SeedInfo, ServerMsg};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
@@ -20,6 +18,32 @@ use tracing::{debug, info, warn};
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+/// Why a signaling session ended (the client then reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum SignalingError {
+    #[error("cannot connect to {url}: {source}")]
+    Connect {
+        url: String,
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    #[error("websocket: {0}")]
+    Ws(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    #[error("signal server refused hello: {code:?}: {message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("connection closed before welcome{0}")]
+    ClosedBeforeWelcome(String),
+    #[error("no welcome within {0:?}")]
+    NoWelcome(Duration),
+    #[error("signal server silent for {0:?}")]
+    Silent(Duration),
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for SignalingError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        SignalingError::Ws(Box::new(e))
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct SignalingConfig {
@@ -36,7 +60,7 @@ pub async fn run(cfg: SignalingConfig, hub: Arc<SwarmHub>, host: RtcHost) {
         let mut registered = false;
         match session(&cfg, &hub, &host, &mut registered).await {
             Ok(()) => info!(url = %cfg.url, "signal server closed the connection"),
-            Err(e) => warn!(url = %cfg.url, error = %format!("{e:#}"), "signaling connection lost"),
+            Err(e) => warn!(url = %cfg.url, error = %e, "signaling connection lost"),
         }
         if registered {
             backoff = BACKOFF_MIN;
@@ -59,10 +83,13 @@ async fn session(
     hub: &Arc<SwarmHub>,
     host: &RtcHost,
     registered: &mut bool,
-) -> anyhow::Result<()> {
+) -> Result<(), SignalingError> {
     let (ws, _) = tokio_tungstenite::connect_async(cfg.url.as_str())
         .await
-        .with_context(|| format!("cannot connect to {}", cfg.url))?;
+        .map_err(|e| SignalingError::Connect {
+            url: cfg.url.clone(),
+            source: Box::new(e),
+        })?;
     let (mut sink, mut stream) = ws.split();
     let hello = ClientMsg::Hello {
         role: Role::Seed,
@@ -81,19 +108,24 @@ async fn session(
                         group,
                     }) => return Ok((peer_id, heartbeat_ms, group)),
                     Ok(ServerMsg::Error { code, message }) => {
-                        bail!("signal server refused hello: {code:?}: {message}")
+                        return Err(SignalingError::Refused { code, message })
                     }
                     Ok(other) => debug!(?other, "message before welcome ignored"),
                     Err(e) => warn!(error = %e, "unreadable message from signal server"),
                 },
-                Message::Close(c) => bail!("closed before welcome: {c:?}"),
+                Message::Close(c) => {
+                    return Err(SignalingError::ClosedBeforeWelcome(
+                        c.map(|c| format!(": {} {}", c.code, c.reason))
+                            .unwrap_or_default(),
+                    ))
+                }
                 _ => {}
             }
         }
-        Err(anyhow!("connection ended before welcome"))
+        Err(SignalingError::ClosedBeforeWelcome(String::new()))
     })
     .await
-    .map_err(|_| anyhow!("no welcome within {WELCOME_TIMEOUT:?}"))??;
+    .map_err(|_| SignalingError::NoWelcome(WELCOME_TIMEOUT))??;
     let (peer_id, heartbeat_ms, group) = welcome;
     *registered = true;
     info!(url = %cfg.url, %peer_id, %group, heartbeat_ms, seed_id = %cfg.seed.seed_id,
@@ -113,7 +145,7 @@ async fn session(
         tokio::select! {
             _ = hb.tick() => {
                 if last_heard.elapsed() > silence_limit {
-                    bail!("signal server silent for {:?}", last_heard.elapsed());
+                    return Err(SignalingError::Silent(last_heard.elapsed()));
                 }
                 sink.send(text(&ClientMsg::Heartbeat)).await?;
             }
@@ -199,14 +231,16 @@ fn on_offer(
     out: &mpsc::UnboundedSender<ClientMsg>,
     conns: &mut HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>>,
 ) {
-    if !hub.has(&swarm) {
-        warn!(%swarm, %from, "offer for content this seed does not serve, ignored");
-        return;
-    }
-    let Some(slot) = hub.try_admit() else {
-        hub.stats().refused_over_capacity.fetch_add(1, Relaxed);
-        info!(%swarm, %from, capacity = hub.capacity(), "at capacity, offer ignored");
-        return;
+    let slot = match hub.try_admit(&swarm, &from) {
+        Ok(slot) => slot,
+        Err(refusal @ Refusal::UnknownContent(_)) => {
+            warn!(%swarm, peer = %from, reason = %refusal, "offer refused");
+            return;
+        }
+        Err(refusal) => {
+            info!(%swarm, peer = %from, reason = %refusal, "offer refused");
+            return;
+        }
     };
     conns.retain(|_, tx| !tx.is_closed());
     let (cand_tx, cand_rx) = mpsc::unbounded_channel();
@@ -229,7 +263,7 @@ fn on_offer(
                 debug!(%swarm, %from, "answered offer");
                 hub.attach(&swarm, conn, cand_rx, slot);
             }
-            Err(e) => warn!(%swarm, %from, error = %format!("{e:#}"), "cannot accept viewer offer"),
+            Err(e) => warn!(%swarm, peer = %from, error = %e, "cannot accept viewer offer"),
         }
     });
 }

@@ -44,7 +44,7 @@ async fn origin_serves_manifest_segments_with_ranges_cors_and_an_index() {
     assert_eq!(m, p.manifest);
 
     // Range request on a segment: 206 and exactly those bytes.
-    let seg = &m.segments[1];
+    let seg = &m.segments()[1];
     let file = std::fs::read(p.dir.join(&seg.uri)).unwrap();
     let resp = http
         .get(format!("{base}/vod/{}/{}", p.content_id, seg.uri))
@@ -69,7 +69,7 @@ async fn origin_serves_manifest_segments_with_ranges_cors_and_an_index() {
         .unwrap();
     assert_eq!(init.status(), 200);
     assert_eq!(init.headers()["content-type"], "video/mp4");
-    assert_eq!(init.bytes().await.unwrap().len() as u64, m.init.size);
+    assert_eq!(init.bytes().await.unwrap().len() as u64, m.init().size);
     let pl = http
         .get(format!("{base}/vod/{}/index.m3u8", p.content_id))
         .send()
@@ -144,7 +144,10 @@ async fn origin_serves_manifest_segments_with_ranges_cors_and_an_index() {
         .await
         .unwrap();
     let served = s["http_bytes_served"].as_u64().unwrap();
-    assert!(served >= 1000 + m.init.size, "http_bytes_served = {served}");
+    assert!(
+        served >= 1000 + m.init().size,
+        "http_bytes_served = {served}"
+    );
     assert_eq!(s["rtc_bytes_served"], 0);
     assert_eq!(s["viewers_connected"], 0);
     assert_eq!(s["capacity"], 7);

@@ -18,22 +18,22 @@ async fn packaged_video_has_a_valid_manifest_whose_hashes_match_the_files() {
     assert_eq!(p.content_id.len(), 16);
     assert_eq!(p.dir, cache.join(&p.content_id));
     let m = &p.manifest;
-    m.validate().unwrap();
-    assert_eq!(m.title, "clip");
-    assert_eq!(m.playlist, "index.m3u8");
+    // A `Manifest` is valid by construction; the one on disk re-validates below.
+    assert_eq!(m.title(), "clip");
+    assert_eq!(m.playlist(), "index.m3u8");
     assert!(
-        m.mime.starts_with("video/mp4; codecs=\"avc1.64"),
+        m.mime().starts_with("video/mp4; codecs=\"avc1.64"),
         "{}",
-        m.mime
+        m.mime()
     );
-    assert!(m.mime.ends_with(",mp4a.40.2\""), "{}", m.mime);
+    assert!(m.mime().ends_with(",mp4a.40.2\""), "{}", m.mime());
     // The manifest on disk is the one returned.
     let on_disk =
         Manifest::from_json(&std::fs::read_to_string(p.dir.join(MANIFEST_FILE)).unwrap()).unwrap();
     assert_eq!(&on_disk, m);
     // Every segment (and the init segment) verifies against its file.
-    verify_segment(&m.init, &std::fs::read(p.dir.join(&m.init.uri)).unwrap()).unwrap();
-    for s in &m.segments {
+    verify_segment(m.init(), &std::fs::read(p.dir.join(&m.init().uri)).unwrap()).unwrap();
+    for s in m.segments() {
         verify_segment(s, &std::fs::read(p.dir.join(&s.uri)).unwrap()).unwrap();
         assert!(
             s.duration_ms <= 2100,
@@ -42,7 +42,7 @@ async fn packaged_video_has_a_valid_manifest_whose_hashes_match_the_files() {
             s.duration_ms
         );
     }
-    assert!(m.segments.len() >= 4, "{} segments", m.segments.len());
+    assert!(m.segments().len() >= 4, "{} segments", m.segments().len());
     let total = m.duration_ms();
     assert!(
         (6800..=7200).contains(&total),
@@ -57,7 +57,7 @@ async fn packaged_video_has_a_valid_manifest_whose_hashes_match_the_files() {
     assert!(leftovers.is_empty());
 
     // A second run reuses the output without running ffmpeg.
-    let seg0 = p.dir.join(&m.segments[0].uri);
+    let seg0 = p.dir.join(&m.segments()[0].uri);
     let mtime = std::fs::metadata(&seg0).unwrap().modified().unwrap();
     let t = Instant::now();
     let again = package_all(&media, &cache).await.unwrap();
@@ -93,7 +93,7 @@ async fn corrupt_file_is_reported_by_path_and_the_good_video_still_publishes() {
     std::fs::write(media.join("notes.txt"), b"hello").unwrap();
     let lib = package_all(&media, &cache).await.unwrap();
     assert_eq!(lib.published.len(), 1);
-    assert_eq!(lib.published[0].manifest.title, "b_good");
+    assert_eq!(lib.published[0].manifest.title(), "b_good");
     assert_eq!(lib.failed.len(), 1, "{:?}", lib.failed);
     assert_eq!(lib.failed[0].source, bad);
     let reason = &lib.failed[0].reason;
@@ -117,8 +117,8 @@ async fn video_without_audio_is_packaged_video_only() {
     let lib = package_all(&media, &cache).await.unwrap();
     assert!(lib.failed.is_empty(), "{:?}", lib.failed);
     let m = &lib.published[0].manifest;
-    assert!(!m.mime.contains("mp4a"), "{}", m.mime);
-    assert!(m.mime.contains("avc1."), "{}", m.mime);
+    assert!(!m.mime().contains("mp4a"), "{}", m.mime());
+    assert!(m.mime().contains("avc1."), "{}", m.mime());
     let total = m.duration_ms();
     assert!((2800..=3200).contains(&total), "{total}");
 }

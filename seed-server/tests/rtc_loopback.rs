@@ -158,7 +158,8 @@ async fn connect_with(host: &RtcHost, trickle: bool, reactor: bool) -> (Client, 
     assert_loopback_candidates("offer", &offer_sdp);
 
     let (offer_sdp, trickled): (String, Vec<String>) = if trickle {
-        let keep = |l: &&str| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates");
+        let keep =
+            |l: &&str| !l.starts_with("a=candidate:") && !l.starts_with("a=end-of-candidates");
         let sdp: Vec<&str> = offer_sdp.split("\r\n").filter(keep).collect();
         let cands = offer_sdp
             .lines()
@@ -283,6 +284,12 @@ async fn loopback_echo_throughput_and_close() {
                     let _ = closed_tx.send(echoed);
                     break;
                 }
+                RtcEvent::BadFrame(what) => {
+                    sender
+                        .send(format!("bad: {what}").into_bytes())
+                        .await
+                        .expect("echo send");
+                }
                 RtcEvent::Open => panic!("second Open"),
             }
         }
@@ -309,6 +316,16 @@ async fn loopback_echo_throughput_and_close() {
     for i in 0..50u8 {
         assert_eq!(client_recv(&client.dc).await, vec![i; 500]);
     }
+    // A text message is not delivered as data: the seed sees a bad frame.
+    client
+        .dc
+        .send_text("hello")
+        .await
+        .expect("client send_text");
+    assert_eq!(
+        client_recv(&client.dc).await,
+        b"bad: text message of 5 bytes"
+    );
     // Too-large message is refused locally, not sent.
     assert!(conn.sender.send(vec![0; 262_145]).await.is_err());
 
@@ -381,14 +398,21 @@ async fn loopback_echo_throughput_and_close() {
         .expect("seed did not see Closed after the client closed")
         .expect("echo task ended without Closed");
     println!("rtc seed saw remote close after {:?}", t.elapsed());
-    assert_eq!(echoed, sizes.len() + 50);
+    assert_eq!(echoed, sizes.len() + 50, "binary messages echoed");
     timeout(STEP, echo).await.unwrap().unwrap();
     wait_no_live(&host).await;
     assert!(conn.sender.is_closed());
-    assert!(conn.sender.send(vec![1]).await.is_err(), "send after close must fail");
+    assert!(
+        conn.sender.send(vec![1]).await.is_err(),
+        "send after close must fail"
+    );
     assert!(conn
         .sender
-        .add_remote_candidate("candidate:1 1 udp 2130706431 127.0.0.1 9 typ host", Some("0".into()), Some(0))
+        .add_remote_candidate(
+            "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host",
+            Some("0".into()),
+            Some(0)
+        )
         .await
         .is_err());
 }

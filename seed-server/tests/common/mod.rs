@@ -1,8 +1,16 @@
 //! Helpers shared by the seed's integration tests (real ffmpeg).
 #![allow(dead_code)]
 
+pub mod signal;
+pub mod viewer;
+
+use shoal_seed::http::{router, HttpState};
+use shoal_seed::package::Library;
+use shoal_seed::stats::SeedStats;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Makes a test video with ffmpeg's synthetic sources: 320x180 at 25 fps,
 /// with a 440 Hz tone unless `audio` is false.
@@ -49,4 +57,40 @@ pub fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let cache = root.path().join("cache");
     std::fs::create_dir_all(&media).unwrap();
     (root, media, cache)
+}
+
+/// Serves the real HTTP origin on 127.0.0.1 (port 0); returns its base URL.
+pub async fn start_origin(library: Arc<Library>, stats: Arc<SeedStats>, capacity: u32) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(HttpState {
+        library,
+        stats,
+        capacity,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `limit`.
+/// Returns how long it took.
+pub async fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Logs of the seed to the test output (`--nocapture` shows them);
+/// `RUST_LOG` overrides the default filter.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "shoal_seed=info,webrtc=error,rtc=error".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }

@@ -271,7 +271,7 @@ impl Engine {
         let id = r.id.clone();
         self.forget_peer(peer);
         if self.banned.insert(id.clone()) {
-            self.banned_order.push_back(id);
+            self.banned_order.push_back(id.clone());
             while self.banned_order.len() > self.cfg.max_banned {
                 if let Some(old) = self.banned_order.pop_front() {
                     self.banned.remove(&old);
@@ -279,7 +279,13 @@ impl Engine {
             }
         }
         self.stats.peers_dropped += 1;
-        self.out.push_back(Output::DropPeer { peer, reason });
+        self.out.push_back(Output::DropPeer { peer, reason: reason.clone() });
+        // Other connections of the same id go too.
+        let twins: Vec<PeerKey> = self.peers.iter().filter(|(_, r)| r.id == id).map(|(&k, _)| k).collect();
+        for k in twins {
+            self.forget_peer(k);
+            self.out.push_back(Output::DropPeer { peer: k, reason: format!("another connection of {id} misbehaved: {reason}") });
+        }
     }
 
     /// Closes a peer without blame.

@@ -31,10 +31,14 @@ impl Engine {
             return self.send(peer, &Message::Reject { seg: seg.get(), piece: piece.get() });
         }
         r.pending_loads += 1;
-        let waiting = self.pending_loads.entry(seg).or_default();
-        waiting.push((peer, piece));
-        if waiting.len() == 1 {
-            self.out.push_back(Output::Load { seg });
+        // One read per segment: the entry lives until the read answers, even
+        // if every waiting peer left meanwhile.
+        match self.pending_loads.entry(seg) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().push((peer, piece)),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(vec![(peer, piece)]);
+                self.out.push_back(Output::Load { seg });
+            }
         }
     }
 
@@ -74,7 +78,10 @@ impl Engine {
         }
     }
 
+    /// A segment that cannot be read or does not match the manifest is no
+    /// longer offered (requests for it are rejected, never re-read).
     pub(super) fn on_load_failed(&mut self, seg: SegmentId) {
+        self.have.clear(seg.get());
         for (k, piece) in self.take_pending(seg) {
             if self.peers.contains_key(&k) {
                 self.send(k, &Message::Reject { seg: seg.get(), piece: piece.get() });

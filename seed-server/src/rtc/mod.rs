@@ -1,0 +1,178 @@
+//! WebRTC data-channel host of the seed: the only module of `shoal-seed` that imports `webrtc`.
+//!
+//! Built on webrtc-rs **0.21.1** (pinned exactly: its API breaks at every minor release; it is
+//! the 2026 rewrite over a sans-IO core, with event *polling* instead of callbacks). Nothing of
+//! `webrtc` leaks out of this module: callers see only SDP strings, bytes, tokio channels and
+//! [`RtcError`].
+//!
+//! Layout: `host` answers offers (settings, negotiation); `conn` supervises one connection
+//! from answer to teardown; `sender` is the sending half handed to the application;
+//! `runtime` is the tokio runtime webrtc-rs runs on (larger UDP buffers); `error` says what
+//! went wrong.
+//!
+//! # Usage
+//!
+//! ```ignore
+//! use shoal_seed::rtc::{RtcConfig, RtcEvent, RtcHost};
+//!
+//! let host = RtcHost::new(RtcConfig { bind_ip: public_ip, ..RtcConfig::default() });
+//! // A viewer's offer arrives over signaling (its data channel "shoal" is created by the browser):
+//! let (answer_sdp, mut conn) = host.accept_offer(&offer_sdp).await?;
+//! // send `answer_sdp` back ({type:"answer", sdp}); it is complete (non-trickle): all our
+//! // candidates are inside, so the seed never trickles. If the browser trickles its own
+//! // candidates, pass each to `conn.add_remote_candidate(..)` (an empty string = end of candidates).
+//! let sender = conn.sender.clone();
+//! tokio::spawn(async move {
+//!     while let Some(ev) = conn.events.recv().await {
+//!         match ev {
+//!             RtcEvent::Open => { /* channel usable */ }
+//!             RtcEvent::Message(bytes) => { let _ = sender.send(bytes).await; }
+//!             RtcEvent::BadFrame(what) => { /* a protocol error of the remote */ }
+//!             RtcEvent::Closed => break,
+//!         }
+//!     }
+//!     // `recv()` returning `None` also means closed.
+//! });
+//! ```
+//!
+//! # Invariants
+//!
+//! * One [`RtcConn`] = one peer connection with one data channel, labelled [`DATA_CHANNEL_LABEL`]
+//!   and opened by the remote (browser) side. Other channels the remote opens are closed at once.
+//! * [`RtcEvent::Open`] comes first, then binary [`RtcEvent::Message`]s (a text or over-size
+//!   message arrives as [`RtcEvent::BadFrame`], without its bytes), then [`RtcEvent::Closed`]
+//!   once, after which the stream ends. `Closed` is delivered best-effort (within 5 s if the
+//!   receiver is full); the stream ending (`recv()` = `None`) is the definitive signal.
+//! * Receive back-pressure: `events` is bounded ([`EVENT_QUEUE`]); while the application does not
+//!   read, the library stops draining SCTP and the remote's sends stall (window closes).
+//! * Send back-pressure: [`RtcSender::send`] awaits until the channel's unacknowledged bytes are
+//!   below [`RtcConfig::send_buffer_limit`], so memory per connection is bounded. `send` before the
+//!   channel opened waits for the open; after close it returns an error.
+//! * Cleanup: the connection is torn down (UDP socket closed, driver task stopped, every buffer
+//!   freed) when the data channel closes, the peer connection fails or closes (ICE failure after
+//!   ~15 s of silence), [`RtcSender::close`] is called, the `events` receiver is dropped, or the
+//!   channel has not opened within [`OPEN_TIMEOUT`] (a backstop: the seed's hub closes earlier,
+//!   after its own handshake timeout). Clones of [`RtcSender`] kept after that hold no
+//!   connection state (sends just fail). [`RtcHost::live_connections`] counts connections not yet
+//!   torn down.
+//!
+//! # Network settings (see shared/TOOLCHAIN.md)
+//!
+//! * One UDP socket per connection, bound on `bind_ip:0` (never the wildcard: webrtc-rs expands
+//!   `0.0.0.0` to every non-loopback interface). It yields exactly one host candidate, `bind_ip`.
+//!   `bind_ip` must be a concrete IPv4 address (127.0.0.1 in tests, the seed's public IP in
+//!   production); UDP4 only, no TCP, no STUN/TURN, mDNS disabled.
+//! * SCTP max message size advertised 262144 (default 65536 makes larger sends fail), SCTP MTU
+//!   1200 (a 16 KiB + 10-byte message is then 14 nearly full fragments instead of 15 with a
+//!   154-byte tail at the default 1191; once the socket buffers below stopped the kernel drops,
+//!   both measured the same on loopback, 30-40 MB/s, so the earlier "tiny fragment stall" was
+//!   most likely drop + retransmission-timeout stalls).
+//! * UDP socket buffers of [`UDP_SOCKET_BUFFER`] (kernel-capped by `net.core.rmem_max`/`wmem_max`).
+//! * ICE checks every 20 ms while connecting (channel opens ~100 ms after the answer instead of
+//!   ~200 ms), with up to 100 checks per pair (2 s) so that slow paths still connect.
+//! * ICE timeouts: disconnected after 5 s of silence, failed 10 s later; a peer that vanishes
+//!   without a goodbye is thus torn down after ~15 s (measured 14.7 s in the loopback test).
+//!
+//! # Logging
+//!
+//! Our own lines use `tracing` (target `shoal_seed::rtc`, span `rtc{conn=N}`). webrtc-rs logs
+//! through `log`, with a few harmless per-connection WARNs (`rtc_dtls::config: conn.remote_addr is
+//! empty`, `rtc_ice::agent: pingAllCandidates called with no candidate pairs` for trickle offers,
+//! `IceHandler.handle_read got error: password is empty`): filter with
+//! `rtc_dtls=error,rtc_ice=error,rtc=error,webrtc=error`.
+//!
+//! The crate is named `rtc` like this module: inside the crate, the webrtc-rs core is `::rtc`.
+
+mod conn;
+mod error;
+mod host;
+mod runtime;
+mod sender;
+
+pub use error::RtcError;
+pub use host::RtcHost;
+pub use sender::RtcSender;
+
+use std::net::IpAddr;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Label of the one data channel a viewer opens to the seed.
+pub const DATA_CHANNEL_LABEL: &str = "shoal";
+/// Largest message either side may send (advertised in SDP as `a=max-message-size`).
+pub const MAX_MESSAGE_SIZE: u32 = 262_144;
+/// SCTP MTU: per-DATA-packet budget in bytes.
+pub const SCTP_MTU: u32 = 1200;
+/// The data channel must open within this time after the answer, or the connection is torn
+/// down (a backstop for every user of this module; the seed's hub closes earlier).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Capacity of [`RtcConn::events`] (messages, not bytes).
+pub const EVENT_QUEUE: usize = 64;
+/// Requested `SO_RCVBUF`/`SO_SNDBUF` of each connection's UDP socket. The kernel caps it at
+/// `net.core.rmem_max`/`wmem_max` (often 208 KiB: raise them on the seed host). The default
+/// buffer overflows under CPU contention when an SCTP window (1 MiB) arrives in a burst; every
+/// drop then costs an SCTP retransmission timeout (measured: seconds of stall per 32 MiB).
+pub const UDP_SOCKET_BUFFER: usize = 4 << 20;
+
+/// Configuration of an [`RtcHost`].
+#[derive(Clone, Debug)]
+pub struct RtcConfig {
+    /// Address every connection's UDP socket binds (port chosen by the OS). Concrete IPv4 only:
+    /// 127.0.0.1 in tests, the seed's public IP in production.
+    pub bind_ip: IpAddr,
+    /// Per-connection send buffer: [`RtcSender::send`] waits while this many bytes are unacknowledged.
+    pub send_buffer_limit: usize,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            send_buffer_limit: 1 << 20,
+        }
+    }
+}
+
+/// Event of one connection, read from [`RtcConn::events`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtcEvent {
+    /// The data channel is open: sends go out from now on.
+    Open,
+    /// A binary message from the remote.
+    Message(Vec<u8>),
+    /// A message the protocol does not allow (a text message, or one over [`MAX_MESSAGE_SIZE`]):
+    /// what it was. The bytes are not delivered.
+    BadFrame(String),
+    /// The connection is closed and its resources released; no event follows.
+    Closed,
+}
+
+/// One viewer connection, returned by [`RtcHost::accept_offer`].
+///
+/// Dropping `events` (or the whole `RtcConn`) closes the connection.
+pub struct RtcConn {
+    /// Events in order: `Open`, `Message`s, `Closed`.
+    pub events: mpsc::Receiver<RtcEvent>,
+    /// Sending half; clone it freely.
+    pub sender: RtcSender,
+}
+
+impl RtcConn {
+    /// Connection id (for logs).
+    pub fn id(&self) -> u64 {
+        self.sender.id()
+    }
+
+    /// Adds a candidate trickled by the browser; see [`RtcSender::add_remote_candidate`] (the
+    /// same, usable after `events` was moved out of the `RtcConn`).
+    pub async fn add_remote_candidate(
+        &self,
+        candidate: &str,
+        sdp_mid: Option<String>,
+        sdp_mline_index: Option<u16>,
+    ) -> Result<(), RtcError> {
+        self.sender
+            .add_remote_candidate(candidate, sdp_mid, sdp_mline_index)
+            .await
+    }
+}

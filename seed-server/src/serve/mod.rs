@@ -1,0 +1,231 @@
+//! Serving segments to viewers over WebRTC: one seed-mode
+//! [`swarm_proto::Engine`] per content, driven by the events of each
+//! viewer's data channel. The engine is the only place that decides what to
+//! send and whom to close; this module moves bytes, time and file contents.
+//!
+//! Layout: [`SwarmHub`] (here) holds the contents and admits connections;
+//! `slots` bounds them; `swarm` drives one content's engine and reads
+//! its segment files; `viewer` runs one viewer connection.
+//!
+//! Invariants:
+//! - Nothing is read from disk up front: the engine asks for a segment with
+//!   `Output::Load`, the file is read then, and the engine verifies it and
+//!   keeps at most `Config::store_max_bytes` of segments per content.
+//! - Every connection holds a slot from admission until its task ends: at
+//!   most [`HubConfig::capacity`] in total and
+//!   [`HubConfig::max_conns_per_peer`] per signaling peer id (a further
+//!   offer from that id is refused, not swapped for an older connection). A
+//!   slot is freed when the viewer leaves, its channel fails to open within
+//!   [`HubConfig::handshake_timeout`], or the engine closes it (bye, idle,
+//!   misbehaviour).
+//! - Each viewer has its own send queue and sending task, so one slow
+//!   viewer never blocks the others. The queue's size is reported to the
+//!   engine (`Input::PeerBuffered`) before each message of that viewer and
+//!   on every tick; the engine rejects requests while it is long. A queue
+//!   past [`MAX_QUEUED_BYTES`] ends the connection as a last resort.
+//! - Every connection's end is logged once with the content, the viewer's
+//!   signaling id and the reason.
+
+mod slots;
+mod swarm;
+mod viewer;
+
+pub use slots::{Refusal, ViewerSlot};
+pub use swarm::Swarm;
+pub use viewer::Ending;
+
+use crate::package::Library;
+use crate::rtc::RtcConn;
+use crate::stats::SeedStats;
+use slots::{Limits, SlotTable};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use swarm::Clock;
+use swarm_proto::engine::{Config, Engine};
+use swarm_proto::Millis;
+use tokio::sync::{mpsc, Semaphore};
+use tracing::info;
+use viewer::ViewerTask;
+
+/// A viewer with more than this many bytes waiting to be sent is dropped
+/// (a safety net: the engine stops serving it well before).
+pub const MAX_QUEUED_BYTES: usize = 16 << 20;
+/// How often the engines' timers are checked and queue sizes reported.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Segment files read from disk at once, over all contents.
+pub const MAX_CONCURRENT_LOADS: usize = 8;
+/// Default of [`HubConfig::max_conns_per_peer`]: a viewer replacing a
+/// connection it believes dead may open a second while the seed still
+/// holds the first.
+pub const DEFAULT_MAX_CONNS_PER_PEER: usize = 2;
+/// Default of [`HubConfig::handshake_timeout`].
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An ICE candidate trickled by a viewer, relayed by the signaling client.
+#[derive(Clone, Debug)]
+pub struct RemoteCandidate {
+    pub candidate: String,
+    pub sdp_mid: Option<String>,
+    pub sdp_mline_index: Option<u16>,
+}
+
+/// Settings of a [`SwarmHub`].
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Most viewer connections (slots) held at once, over all contents.
+    pub capacity: u32,
+    /// Most connections held at once for one signaling peer id.
+    pub max_conns_per_peer: usize,
+    /// A connection whose data channel has not opened this long after the
+    /// answer is closed and its slot freed.
+    pub handshake_timeout: Duration,
+    /// The engine of every content (its `max_peers` is raised to `capacity`).
+    pub engine: Config,
+}
+
+impl HubConfig {
+    pub fn new(capacity: u32) -> HubConfig {
+        HubConfig {
+            capacity,
+            max_conns_per_peer: DEFAULT_MAX_CONNS_PER_PEER,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            engine: Config::default(),
+        }
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// All contents served over WebRTC.
+pub struct SwarmHub {
+    swarms: HashMap<String, Arc<Swarm>>,
+    stats: Arc<SeedStats>,
+    cfg: HubConfig,
+    slots: Arc<Mutex<SlotTable>>,
+    clock: Clock,
+    next_key: AtomicU64,
+}
+
+impl SwarmHub {
+    /// One seed engine per published content. Reads nothing from disk:
+    /// segments are read when first asked for.
+    pub fn new(library: &Library, stats: Arc<SeedStats>, cfg: HubConfig) -> SwarmHub {
+        let clock = Clock(Instant::now());
+        let loads = Arc::new(Semaphore::new(MAX_CONCURRENT_LOADS));
+        let mut engine_cfg = cfg.engine.clone();
+        engine_cfg.max_peers = engine_cfg.max_peers.max(cfg.capacity as usize);
+        let mut swarms = HashMap::new();
+        for p in &library.published {
+            let manifest = Arc::new(p.manifest.clone());
+            info!(content = %p.content_id, segments = manifest.segment_count(), "serving over WebRTC");
+            let engine = Engine::new_seed(manifest.clone(), engine_cfg.clone());
+            let swarm = Swarm::new(
+                p.dir.clone(),
+                manifest,
+                engine,
+                clock,
+                stats.clone(),
+                loads.clone(),
+            );
+            swarms.insert(p.content_id.clone(), Arc::new(swarm));
+        }
+        SwarmHub {
+            swarms,
+            stats,
+            cfg,
+            slots: Arc::default(),
+            clock,
+            next_key: AtomicU64::new(1),
+        }
+    }
+
+    /// Milliseconds since the hub started (the engines' clock).
+    pub fn now_ms(&self) -> Millis {
+        self.clock.now()
+    }
+
+    pub fn has(&self, content_id: &str) -> bool {
+        self.swarms.contains_key(content_id)
+    }
+
+    pub fn contents(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.swarms.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    pub fn swarm(&self, content_id: &str) -> Option<&Arc<Swarm>> {
+        self.swarms.get(content_id)
+    }
+
+    pub fn stats(&self) -> &Arc<SeedStats> {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.cfg
+    }
+
+    /// Takes a slot for a connection from `remote_id` to `content_id`:
+    /// refused for an unknown content, a banned id, an id already holding
+    /// `max_conns_per_peer` connections, or a seed at capacity. Each refusal
+    /// is counted in the stats; the caller logs it.
+    pub fn try_admit(&self, content_id: &str, remote_id: &str) -> Result<ViewerSlot, Refusal> {
+        let swarm = self
+            .swarms
+            .get(content_id)
+            .ok_or_else(|| Refusal::UnknownContent(content_id.to_owned()))?;
+        if swarm.is_banned(remote_id) {
+            self.stats.refused_banned.fetch_add(1, Relaxed);
+            return Err(Refusal::Banned);
+        }
+        let limits = Limits {
+            capacity: self.cfg.capacity,
+            per_peer: self.cfg.max_conns_per_peer,
+        };
+        slots::admit(&self.slots, limits, &self.stats, remote_id)
+    }
+
+    /// Runs the engines' timers until the hub is dropped everywhere else.
+    pub fn spawn_timers(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut iv = tokio::time::interval(TICK);
+            iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                iv.tick().await;
+                let Some(hub) = weak.upgrade() else { break };
+                for s in hub.swarms.values() {
+                    s.tick();
+                }
+            }
+        })
+    }
+
+    /// Serves one accepted viewer connection until it ends, holding `slot`
+    /// (taken by [`SwarmHub::try_admit`] for the viewer's signaling peer id)
+    /// until then. Candidates the viewer trickles arrive on `candidates`.
+    /// `None` if this hub does not serve `content_id`.
+    pub fn attach(
+        &self,
+        content_id: &str,
+        conn: RtcConn,
+        candidates: mpsc::UnboundedReceiver<RemoteCandidate>,
+        slot: ViewerSlot,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let task = ViewerTask {
+            swarm: self.swarms.get(content_id)?.clone(),
+            key: self.next_key.fetch_add(1, Relaxed),
+            stats: self.stats.clone(),
+            handshake_timeout: self.cfg.handshake_timeout,
+            conn,
+            candidates,
+            slot,
+        };
+        Some(tokio::spawn(task.run()))
+    }
+}
