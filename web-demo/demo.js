@@ -34,7 +34,8 @@
     var rate = last ? ((total - last.total) * 8 / ((now - last.t) / 1000) / 1e6).toFixed(2) + " Mbit/s" : "–";
     last = { total: total, t: now };
     document.getElementById("s-p2p").textContent = total ? (100 * s.bytesFromPeers / total).toFixed(1) + " %" : "–";
-    document.getElementById("s-peers").textContent = s.peers;
+    document.getElementById("s-peers").textContent =
+      s.peers + (s.peerConnections > s.peers ? " (+" + (s.peerConnections - s.peers) + " connecting)" : "");
     document.getElementById("s-rate").textContent = rate;
     document.getElementById("s-peer-bytes").textContent = mb(s.bytesFromPeers);
     document.getElementById("s-seed-bytes").textContent = mb(s.bytesFromSeed + s.bytesFromHttp);

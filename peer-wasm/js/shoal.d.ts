@@ -11,7 +11,25 @@ export interface ShoalOptions {
   debug?: boolean;
 }
 
+/** Sizes of the engine's bounded tables. */
+export interface ShoalTables {
+  peers: number;
+  partialSegments: number;
+  storedSegments: number;
+  storedBytes: number;
+  /** Reject back-off entries, summed over peers. */
+  rejects: number;
+  /** Peer ids banned for misbehaving. */
+  banned: number;
+  pendingLoads: number;
+  /** Failed segments kept to find who sent the bad bytes. */
+  suspects: number;
+}
+
+/** Every key is present in every state (zeros and nulls before start). */
 export interface ShoalStats {
+  /** "idle" | "starting" | "running" | "destroyed" (also after a failed start). */
+  state: "idle" | "starting" | "running" | "destroyed";
   /** Bytes received from other viewers over WebRTC. */
   bytesFromPeers: number;
   /** Bytes received from seed servers over WebRTC. */
@@ -20,9 +38,11 @@ export interface ShoalStats {
   bytesFromHttp: number;
   /** Bytes sent to other viewers. */
   bytesUploaded: number;
-  /** Open peer connections. */
+  /** Peers connected and speaking the protocol. */
   peers: number;
-  /** From attach() to the first `playing` event; null until then. */
+  /** RTCPeerConnections alive, pending ones included. */
+  peerConnections: number;
+  /** From start() to the first `playing` event; null until then. */
   startupMs: number | null;
   stalls: number;
   stalledMs: number;
@@ -32,16 +52,40 @@ export interface ShoalStats {
   segmentsAppended: number;
   verifyFailures: number;
   peersDropped: number;
+  /** Ids of the most recent peers dropped for misbehaving (up to 64, newest last). */
+  droppedPeers: string[];
+  /** Requests of ours that peers refused. */
+  requestsRejected: number;
+  /** Pieces that arrived without a request of ours (discarded). */
+  unsolicitedPieces: number;
+  /** Verified segments held for playback and sharing, and their bytes. */
+  storedSegments: number;
+  storedBytes: number;
   segments: number;
   currentTime: number;
+  /** Seconds of media in the video's buffer. */
+  bufferedSeconds: number;
   peerId: string | null;
-  /** A fatal playback error, if any. */
+  /** Whether the signal server connection is open (it reconnects by itself). */
+  signalConnected: boolean;
+  /** HTTP origins known for this video (the manifest's and the seeds'). */
+  httpOrigins: number;
+  /** Size of the Wasm memory, in bytes. */
+  wasmMemoryBytes: number;
+  tables: ShoalTables;
+  /** A fatal playback error, if any (the player then stops). */
   error: string | null;
 }
 
 export interface ShoalPlayer {
+  /**
+   * Starts playback (Shoal.attach calls it). Accepted once: a second call
+   * rejects ("start() was already called"); destroy() during start makes it
+   * reject ("player destroyed during start()").
+   */
+  start(): Promise<void>;
   stats(): ShoalStats;
-  /** Leaves the swarm and frees every connection and callback. */
+  /** Leaves the swarm and frees every connection and callback. Safe to call twice. */
   destroy(): void;
 }
 
@@ -55,6 +99,13 @@ declare global {
     Shoal: ShoalApi;
   }
   interface HTMLElementTagNameMap {
-    "shoal-player": HTMLElement & { readonly player: ShoalPlayer | null; readonly ready: Promise<ShoalPlayer>; stats(): ShoalStats | null };
+    "shoal-player": HTMLElement & {
+      /** The running player (null while it starts, or without src). */
+      readonly player: ShoalPlayer | null;
+      /** Resolves once the current player started; null without src. */
+      readonly ready: Promise<ShoalPlayer> | null;
+      /** Stats of the current player, starting or running. */
+      stats(): ShoalStats | null;
+    };
   }
 }

@@ -16,32 +16,52 @@
     return ready;
   }
 
+  // Creates a player, hands it to `created` (which may refuse it: the
+  // player is then destroyed) and starts it. A player whose start fails is
+  // destroyed.
+  function begin(video, options, created) {
+    return load().then(function (m) {
+      var player = new m.Player(video, options || {});
+      if (created && !created(player)) {
+        player.destroy();
+        throw new Error("Shoal: player destroyed during start()");
+      }
+      return player.start().then(function () { return player; }, function (e) {
+        player.destroy();
+        throw e;
+      });
+    });
+  }
+
   var Shoal = {
     /** Loads the Wasm peer (done automatically by attach). */
     ready: load,
     /** Plays `options.src` (a Shoal manifest URL) in `video`, peer to peer. */
-    attach: function (video, options) {
-      return load().then(function (m) {
-        var player = new m.Player(video, options || {});
-        return player.start().then(function () { return player; }, function (e) {
-          player.destroy();
-          throw e;
-        });
-      });
-    },
+    attach: function (video, options) { return begin(video, options); },
   };
   window.Shoal = Shoal;
 
   if (window.customElements && !customElements.get("shoal-player")) {
+    // At most one player runs per element. Every (re)start bumps a
+    // generation; a player of an older generation is destroyed as soon as
+    // it exists, even if its start resolves after the change.
     class ShoalPlayer extends HTMLElement {
-      static get observedAttributes() { return ["src", "signal"]; }
+      constructor() {
+        super();
+        this._gen = 0;
+        this._current = null; // the newest player, starting or running
+        this._player = null; // the same once started
+        this._ready = null;
+      }
+      static get observedAttributes() { return ["src", "signal", "token"]; }
       connectedCallback() { this._start(); }
       disconnectedCallback() { this._stop(); }
       attributeChangedCallback() { if (this.isConnected) { this._stop(); this._start(); } }
-      get player() { return this._player || null; }
+      /** The running player, or null. */
+      get player() { return this._player; }
       /** Resolves to the Player once it started. */
       get ready() { return this._ready; }
-      stats() { return this._player ? this._player.stats() : null; }
+      stats() { return this._current ? this._current.stats() : null; }
       _start() {
         var src = this.getAttribute("src");
         if (!src || this._ready) return;
@@ -56,23 +76,42 @@
           this.appendChild(video);
         }
         var self = this;
+        var gen = ++this._gen;
         var opts = { src: new URL(src, location.href).href };
         if (this.getAttribute("signal")) opts.signal = this.getAttribute("signal");
         if (this.getAttribute("token")) opts.token = this.getAttribute("token");
-        this._ready = Shoal.attach(video, opts).then(function (p) {
+        var current = function () { return gen === self._gen; };
+        this._ready = begin(video, opts, function (p) {
+          if (!current()) return false;
+          self._current = p;
+          return true;
+        }).then(function (p) {
+          if (!current()) {
+            p.destroy();
+            throw new Error("Shoal: player replaced during start()");
+          }
           self._player = p;
           self.dispatchEvent(new CustomEvent("shoal-ready", { detail: p }));
           return p;
         }, function (e) {
-          self.dispatchEvent(new CustomEvent("shoal-error", { detail: String(e) }));
-          console.error("[shoal]", e);
+          if (current()) {
+            self._current = null;
+            self.dispatchEvent(new CustomEvent("shoal-error", { detail: String(e) }));
+            console.error("[shoal]", e);
+          }
           throw e;
         });
+        // Failures are reported through shoal-error; a caller awaiting
+        // `ready` still sees the rejection.
+        this._ready.catch(function () {});
       }
       _stop() {
-        if (this._player) this._player.destroy();
+        this._gen++;
+        var p = this._current;
+        this._current = null;
         this._player = null;
         this._ready = null;
+        if (p) p.destroy();
       }
     }
     customElements.define("shoal-player", ShoalPlayer);

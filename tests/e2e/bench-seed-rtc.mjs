@@ -5,7 +5,7 @@
 // pulls every piece of the sample with WINDOW requests in flight.
 // Prints one JSON line. Runs inside a loopback-only namespace.
 import {
-  startServers, launchBrowser, listVods, fetchJson, assertIsolatedNetns, assertLoopbackCandidates,
+  startServers, launchBrowser, listVods, fetchJson, assertIsolatedNetns, assertLoopbackCandidates, recordCandidates,
 } from './lib.mjs';
 import path from 'node:path';
 import { ROOT } from './lib.mjs';
@@ -18,7 +18,9 @@ try {
   const [vod] = await listVods(servers.seedUrl);
   const manifest = await fetchJson(vod.manifestUrl);
   browser = await launchBrowser();
-  const page = await browser.newPage();
+  const ctx = await browser.newContext();
+  await recordCandidates(ctx);
+  const page = await ctx.newPage();
   await page.goto(new URL('/player.html', servers.signalUrl).toString().replace('player.html', 'healthz'));
   const result = await page.evaluate(async ({ ws: wsUrl, manifest, WINDOW }) => {
     const swarm = manifest.content_id;

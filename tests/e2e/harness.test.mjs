@@ -17,6 +17,7 @@ import {
   fetchOk,
   launchBrowser,
   listVods,
+  recordCandidates,
   sha256Hex,
   startServers,
   withTimeout,
@@ -84,7 +85,9 @@ test('servers start on the sample and serve verifiable segments', { timeout: 420
   await t.test('the demo page loads in Chromium', { skip: !hasPage && 'web-demo/index.html does not exist yet' }, async () => {
     const browser = await launchBrowser();
     try {
-      const page = await browser.newPage();
+      const ctx = await browser.newContext();
+      await recordCandidates(ctx);
+      const page = await ctx.newPage();
       const errors = [];
       page.on('pageerror', (e) => errors.push(e.message));
       const res = await page.goto(demoUrl(servers.signalUrl, servers.seedUrl), { timeout: 30_000, waitUntil: 'load' });

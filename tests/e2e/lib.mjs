@@ -234,18 +234,60 @@ export async function startServers({
       throw e;
     }
   }
-  return {
+  const extraSeeds = [];
+  const servers = {
     signalUrl,
     signalWs,
     seedUrl,
     signal,
     seed,
     cache,
-    logs: () => [signal.logs(), seed?.logs() ?? ''].join('\n'),
+    logs: () => [servers.signal.logs(), seed?.logs() ?? '', ...extraSeeds.map((x) => x.logs())].join('\n'),
+    /** Starts one more seed on the same signal server; resolves to it ({ url, logs() }). */
+    addSeed: async ({ cache: seedCache = cache, args = seedArgs } = {}) => {
+      const s = spawnServer(
+        `seed${extraSeeds.length + 2}`,
+        path.join(TARGET_DIR, 'debug', 'shoal-seed'),
+        ['--media', media, '--cache', seedCache, '--listen', '127.0.0.1:0', '--signal', signalWs, ...args],
+        { env, marker: 'SHOAL_SEED_LISTENING', timeoutMs },
+      );
+      extraSeeds.push(s);
+      await s.ready;
+      return s;
+    },
+    /** Kills the first seed at once (SIGKILL), as a crash would. */
+    killSeed: async () => {
+      if (seed && !seed.exited) {
+        seed.child.kill('SIGKILL');
+        await Promise.race([seed.exitedPromise, sleep(5_000)]);
+      }
+    },
+    /** Stops the signal server and starts a new one on the same address. */
+    restartSignal: async () => {
+      await stopServer(servers.signal);
+      const listen = new URL(signalUrl).host;
+      for (let attempt = 0; ; attempt++) {
+        const s = spawnServer(
+          'signal',
+          path.join(TARGET_DIR, 'debug', 'shoal-signal'),
+          ['--listen', listen, '--web-dir', WEB_DIR, '--pkg-dir', PKG_DIR, ...signalArgs],
+          { env, marker: 'SHOAL_SIGNAL_LISTENING', timeoutMs: 30_000 },
+        );
+        try {
+          await s.ready;
+          servers.signal = s;
+          return s;
+        } catch (e) {
+          if (attempt >= 10) throw e;
+          await sleep(300);
+        }
+      }
+    },
     stop: async () => {
-      await Promise.all([stopServer(seed), stopServer(signal)]);
+      await Promise.all([stopServer(seed), stopServer(servers.signal), ...extraSeeds.map(stopServer)]);
     },
   };
+  return servers;
 }
 
 /** The demo page URL for a signal server and a seed (as `npm start` prints it). */
@@ -361,8 +403,54 @@ export function candidateAddresses(candidate) {
 }
 
 /**
- * Checks that every ICE candidate the player recorded in
- * `window.__shoalCandidates` (strings, or RTCIceCandidate-like objects with a
+ * Makes every page of a Playwright browser context record its ICE candidates
+ * in `window.__shoalCandidates`: RTCPeerConnection is replaced (before any
+ * page script runs) by a subclass that records local candidates
+ * ('icecandidate' events), the `a=candidate` lines of local and remote
+ * descriptions, and candidates given to addIceCandidate. The player itself
+ * records nothing; call this on every context that opens viewer pages.
+ */
+export async function recordCandidates(context) {
+  await context.addInitScript(() => {
+    const Base = window.RTCPeerConnection;
+    if (!Base || Base.__shoalRecording) return;
+    const record = (c) => {
+      if (typeof c !== 'string' || !c.trim()) return;
+      if (!Array.isArray(window.__shoalCandidates)) window.__shoalCandidates = [];
+      window.__shoalCandidates.push(c);
+    };
+    const fromSdp = (desc) => {
+      const sdp = desc && desc.sdp;
+      if (typeof sdp !== 'string') return;
+      for (const line of sdp.split(/\r?\n/)) if (line.startsWith('a=candidate:')) record(line.slice(2));
+    };
+    class RecordingPeerConnection extends Base {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('icecandidate', (e) => record(e.candidate && e.candidate.candidate));
+      }
+      async setLocalDescription(...args) {
+        const r = await super.setLocalDescription(...args);
+        fromSdp(this.localDescription);
+        return r;
+      }
+      setRemoteDescription(desc, ...rest) {
+        fromSdp(desc);
+        return super.setRemoteDescription(desc, ...rest);
+      }
+      addIceCandidate(c, ...rest) {
+        record(typeof c === 'string' ? c : c && c.candidate);
+        return super.addIceCandidate(c, ...rest);
+      }
+    }
+    Object.defineProperty(RecordingPeerConnection, '__shoalRecording', { value: true });
+    window.RTCPeerConnection = RecordingPeerConnection;
+  });
+}
+
+/**
+ * Checks that every ICE candidate recorded in `window.__shoalCandidates`
+ * (see recordCandidates; strings, or RTCIceCandidate-like objects with a
  * `candidate` field) names only 127.0.0.0/8 or ::1, and that this process is
  * inside an isolated network namespace. Throws otherwise, also when the page
  * recorded fewer than `min` candidates. Returns the candidate strings.
@@ -374,7 +462,7 @@ export async function assertLoopbackCandidates(page, { min = 1 } = {}) {
     if (!Array.isArray(c)) return null;
     return c.map((x) => (typeof x === 'string' ? x : x && typeof x.candidate === 'string' ? x.candidate : JSON.stringify(x)));
   });
-  if (cands === null) throw new Error('the page has no window.__shoalCandidates array (the player must record its ICE candidates there)');
+  if (cands === null) throw new Error('the page has no window.__shoalCandidates array (call recordCandidates(context) before opening the page)');
   const bad = [];
   for (const c of cands) {
     for (const a of candidateAddresses(c)) if (!isLoopbackAddress(a)) bad.push(c);

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import {
   ROOT, PKG_DIR, startServers, launchBrowser, listVods, fetchJson, fetchBytes, sleep, waitFor,
-  assertIsolatedNetns, assertLoopbackCandidates, gzipSize,
+  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates, gzipSize,
 } from './lib.mjs';
 
 /** Bytes of the segments covering the first `watchMs` of a manifest. */
@@ -29,11 +29,10 @@ const median = (xs) => {
 };
 
 /**
- * options: viewers, watchS, gapS, corruptViewer (index of a viewer that
- * corrupts every piece it uploads, or -1), log (function).
+ * options: viewers, watchS, gapS, log (function).
  * Returns { figures, perViewer, manifest, seedStats, candidates }.
  */
-export async function runVod({ viewers = 4, watchS = 60, gapS = 3, corruptViewer = -1, log = () => {} } = {}) {
+export async function runVod({ viewers = 4, watchS = 60, gapS = 3, log = () => {} } = {}) {
   assertIsolatedNetns();
   const servers = await startServers({ cache: path.join(ROOT, '.shoal/cache') });
   let browser;
@@ -48,6 +47,7 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, corruptViewer
     for (let i = 0; i < viewers; i++) {
       if (i > 0) await sleep(gapS * 1000);
       const ctx = await browser.newContext();
+      await recordCandidates(ctx);
       const page = await ctx.newPage();
       page.on('pageerror', (e) => errors.push(`viewer ${i}: page error: ${e.message}`));
       page.on('console', (m) => {
@@ -56,7 +56,6 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, corruptViewer
       const u = new URL('/player.html', servers.signalUrl);
       u.searchParams.set('src', vod.manifestUrl);
       u.searchParams.set('signal', servers.signalWs);
-      if (i === corruptViewer) u.searchParams.set('corruptUploads', '1');
       joinedAt.push(Date.now());
       await page.goto(u.toString());
       pages.push(page);

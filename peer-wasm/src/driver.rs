@@ -1,0 +1,446 @@
+//! The running player: browser events in as engine inputs, engine outputs
+//! out as browser calls.
+//!
+//! Every peer leaves through [`Driver::disconnect`], which closes its
+//! connection and always tells the engine `PeerClosed`: a failed
+//! connection, an offer that replaces it, a closed channel, a failed send,
+//! a handshake timeout, the engine's own `DropPeer`/`ClosePeer`.
+//!
+//! Bounds: at most `Config::max_peers` RTCPeerConnections (pending and
+//! open); at the cap, offers are ignored and no connection is made. A
+//! connection that has not opened its channel within 10 s is closed.
+
+use crate::fetch::{HttpEv, Origins};
+use crate::lifecycle::{Cb, Ev, Shared, Timer};
+use crate::media::{Media, MediaEv};
+use crate::metrics::Snapshot;
+use crate::player::Options;
+use crate::rtc::{Peers, RtcEv};
+use crate::signaling::Signaling;
+use crate::{log, now_ms};
+use std::collections::VecDeque;
+use std::rc::Weak;
+use std::sync::Arc;
+use swarm_proto::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
+use swarm_proto::signal::{ClientMsg, ErrorCode, PeerInfo, RtcSignal, ServerMsg};
+use swarm_proto::Manifest;
+use web_sys::AbortSignal;
+
+const TICK_MS: i32 = 100;
+const REPORT_EVERY_MS: f64 = 5000.0;
+/// With fewer open peers than this, ask the signal server for more...
+const WANT_PEERS: usize = 4;
+/// ...at most this often.
+const GET_PEERS_EVERY_MS: f64 = 5000.0;
+/// Ids of dropped (misbehaving) peers kept for stats().
+const DROPPED_KEPT: usize = 64;
+
+pub(crate) struct Driver {
+    opts: Options,
+    engine: Engine,
+    /// `performance.now()` when start() was called: the engine's time 0.
+    t0: f64,
+    media: Media,
+    signal: Signaling,
+    /// Joined the swarm on the current signal connection.
+    joined: bool,
+    /// Joined on an earlier signal connection (so this join is a rejoin).
+    joined_before: bool,
+    peers: Peers,
+    origins: Origins,
+    fetch_signal: AbortSignal,
+    graveyard: Vec<Cb>,
+    timer: Option<Timer>,
+    fatal: Option<String>,
+    /// The most recent peers dropped for misbehaving (newest last).
+    dropped: VecDeque<String>,
+    last_report: f64,
+    last_get_peers: f64,
+}
+
+impl Driver {
+    pub fn new(opts: Options, manifest: Arc<Manifest>, media: Media, origins: Origins, fetch_signal: AbortSignal, t0: f64) -> Driver {
+        let signal = Signaling::new(opts.signal.clone(), opts.token.clone());
+        Driver {
+            opts,
+            engine: Engine::new(manifest, Config::default()),
+            t0,
+            media,
+            signal,
+            joined: false,
+            joined_before: false,
+            peers: Peers::default(),
+            origins,
+            fetch_signal,
+            graveyard: Vec::new(),
+            timer: None,
+            fatal: None,
+            dropped: VecDeque::new(),
+            last_report: now_ms(),
+            last_get_peers: f64::NEG_INFINITY,
+        }
+    }
+
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
+    }
+
+    fn now(&self) -> u64 {
+        (now_ms() - self.t0).max(0.0) as u64
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        let now = self.now();
+        self.engine.handle_input(now, input);
+    }
+
+    fn content_id(&self) -> String {
+        self.engine.manifest().content_id().to_owned()
+    }
+
+    fn debug(&self, msg: impl FnOnce() -> String) {
+        if self.opts.debug {
+            log(&msg());
+        }
+    }
+
+    pub fn on_event(&mut self, ev: Ev, weak: &Weak<Shared>) {
+        match ev {
+            Ev::Start => self.begin(weak),
+            Ev::Tick => self.tick(weak),
+            Ev::Ws(ev) => {
+                if let Some(msg) = self.signal.on_event(ev, now_ms(), &mut self.graveyard) {
+                    self.on_server(msg, weak);
+                }
+                if !self.signal.is_ready() {
+                    self.joined = false;
+                }
+            }
+            Ev::Rtc(ev) => self.on_rtc(ev, weak),
+            Ev::Http(ev) => self.on_http(ev),
+            Ev::Media(ev) => self.on_media(ev),
+        }
+        self.drain(weak);
+        if let Err(e) = self.media.pump() {
+            log(&e);
+            self.fatal.get_or_insert(e);
+        }
+    }
+
+    /// The first event: the tick timer, the signal connection, and the
+    /// engine's first input (stamped 0, the time of start(), so startup
+    /// counts from there).
+    fn begin(&mut self, weak: &Weak<Shared>) {
+        match Timer::every(TICK_MS, weak) {
+            Ok(t) => self.timer = Some(t),
+            Err(e) => {
+                self.fatal = Some(format!("cannot start the player's timer: {}", crate::err_str(e)));
+                return;
+            }
+        }
+        self.signal.connect(now_ms(), weak, &mut self.graveyard);
+        self.engine.handle_input(0, Input::Timeout);
+    }
+
+    fn tick(&mut self, weak: &Weak<Shared>) {
+        // No callback of ours is running here, so detached ones can go.
+        self.graveyard.clear();
+        let t = now_ms();
+        self.signal.tick(t, weak, &mut self.graveyard);
+        if !self.signal.is_ready() {
+            self.joined = false;
+        }
+        for key in self.peers.handshake_expired(t) {
+            self.disconnect(key, "its data channel did not open within 10 s");
+        }
+        for (peer, bytes) in self.peers.buffered() {
+            self.input(Input::PeerBuffered { peer, bytes });
+        }
+        let position_ms = self.media.position_ms();
+        self.input(Input::Playhead { position_ms });
+        if self.engine.poll_timeout().is_some_and(|at| at <= self.now()) {
+            self.input(Input::Timeout);
+        }
+        if self.joined && self.peers.open_count() < WANT_PEERS && t - self.last_get_peers >= GET_PEERS_EVERY_MS {
+            self.last_get_peers = t;
+            let swarm = self.content_id();
+            self.signal.send(&ClientMsg::GetPeers { swarm });
+        }
+        if t - self.last_report >= REPORT_EVERY_MS {
+            self.last_report = t;
+            let (swarm, report) = (self.content_id(), self.engine.stats().report());
+            self.signal.send(&ClientMsg::Report { swarm, report });
+        }
+    }
+
+    fn on_server(&mut self, msg: ServerMsg, weak: &Weak<Shared>) {
+        let cid = self.content_id();
+        let t = now_ms();
+        match msg {
+            ServerMsg::Welcome { .. } => {
+                self.signal.send(&ClientMsg::Join { swarm: cid });
+            }
+            ServerMsg::Joined { swarm, peers, seeds } if swarm == cid => {
+                let rejoin = std::mem::replace(&mut self.joined_before, true);
+                self.joined = true;
+                self.last_get_peers = t;
+                self.origins.set_seeds(&seeds);
+                self.debug(|| format!("joined with {} peers and {} HTTP origins", peers.len(), self.origins.len()));
+                // Peers keep their channels across a signal reconnect but come
+                // back under new ids: with enough of them open, connecting to
+                // the list again would mostly duplicate them.
+                if rejoin && self.peers.open_count() >= WANT_PEERS {
+                    let open = self.peers.open_count();
+                    return self.debug(|| format!("rejoined with {open} peers open: not connecting to more"));
+                }
+                self.connect_to(peers, weak);
+            }
+            ServerMsg::Peers { swarm, peers } if swarm == cid => self.connect_to(peers, weak),
+            ServerMsg::Relay { swarm, from, signal } if swarm == cid => self.on_relay(from, signal, weak),
+            ServerMsg::PeerLeft { swarm, peer_id } if swarm == cid => {
+                // An open channel outlives its peer's signal connection (it
+                // may be reconnecting); a pending one cannot finish without it.
+                if let Some(key) = self.peers.key_of(&peer_id).filter(|&k| self.peers.get(k).is_some_and(|c| !c.open)) {
+                    self.disconnect(key, "it left the swarm before its channel opened");
+                }
+            }
+            ServerMsg::Error { code, message } => {
+                log(&format!("signal server error {code:?}: {message}"));
+                if code == ErrorCode::Refused {
+                    log("admission refused: not reconnecting; playing on from HTTP and open peers");
+                    self.signal.refused(&mut self.graveyard);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Offers to listed peers we are not connected to, up to the cap.
+    fn connect_to(&mut self, list: Vec<PeerInfo>, weak: &Weak<Shared>) {
+        let cap = self.engine.config().max_peers;
+        for p in list {
+            let me = self.signal.my_id.as_deref() == Some(p.peer_id.as_str());
+            if me || self.peers.key_of(&p.peer_id).is_some() || self.engine.is_banned(&p.peer_id) {
+                continue;
+            }
+            if self.peers.count() >= cap {
+                self.debug(|| format!("{cap} peer connections already: not connecting to more"));
+                break;
+            }
+            match self.peers.create(p.peer_id, p.is_seed, true, now_ms(), weak) {
+                Ok(key) => self.peers.offer(key, weak),
+                Err(e) => log(&format!("cannot create a peer connection: {}", crate::err_str(e))),
+            }
+        }
+    }
+
+    fn on_relay(&mut self, from: String, signal: RtcSignal, weak: &Weak<Shared>) {
+        if self.engine.is_banned(&from) {
+            return self.debug(|| format!("ignoring signaling from banned peer {from}"));
+        }
+        match signal {
+            RtcSignal::Offer { sdp } => {
+                if let Some(old) = self.peers.key_of(&from) {
+                    let c = self.peers.get(old).expect("indexed");
+                    // Offers crossed: the smaller peer id's offer wins.
+                    let ours_pending = c.outgoing && !c.answered && !c.open;
+                    if ours_pending && self.signal.my_id.as_deref().is_some_and(|me| me < from.as_str()) {
+                        return self.debug(|| format!("offer from {from} crossed ours; ours stands"));
+                    }
+                    self.disconnect(old, "replaced by a new offer from the same peer");
+                } else if self.peers.count() >= self.engine.config().max_peers {
+                    let cap = self.engine.config().max_peers;
+                    return self.debug(|| format!("ignoring an offer from {from}: {cap} peer connections already"));
+                }
+                match self.peers.create(from, false, false, now_ms(), weak) {
+                    Ok(key) => self.peers.answer(key, sdp, weak),
+                    Err(e) => log(&format!("cannot create a peer connection: {}", crate::err_str(e))),
+                }
+            }
+            RtcSignal::Answer { sdp } => {
+                if let Some(key) = self.peers.key_of(&from) {
+                    self.peers.on_answer(key, sdp, weak);
+                }
+            }
+            RtcSignal::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+                if let Some(key) = self.peers.key_of(&from) {
+                    self.peers.add_candidate(key, (candidate, sdp_mid, sdp_mline_index));
+                }
+            }
+        }
+    }
+
+    /// Relays our SDP or candidate to the peer of `key`.
+    fn relay(&mut self, key: PeerKey, signal: RtcSignal) {
+        let Some(to) = self.peers.get(key).map(|c| c.remote_id.clone()) else { return };
+        let swarm = self.content_id();
+        if !self.signal.send(&ClientMsg::Relay { swarm, to, signal }) {
+            self.debug(|| format!("signal connection down: signaling for peer connection {key} not sent"));
+        }
+    }
+
+    fn on_rtc(&mut self, ev: RtcEv, weak: &Weak<Shared>) {
+        match ev {
+            RtcEv::LocalCandidate { key, cand: (candidate, sdp_mid, sdp_mline_index) } => {
+                self.relay(key, RtcSignal::Candidate { candidate, sdp_mid, sdp_mline_index })
+            }
+            RtcEv::LocalSdp { key, offer, sdp } => {
+                self.relay(key, if offer { RtcSignal::Offer { sdp } } else { RtcSignal::Answer { sdp } })
+            }
+            RtcEv::Failed { key, why } => {
+                if self.peers.get(key).is_some() {
+                    self.disconnect(key, &why);
+                }
+            }
+            RtcEv::Channel { key, dc } => {
+                if !self.peers.on_channel(key, dc, weak) {
+                    self.debug(|| format!("peer connection {key}: extra data channel closed"));
+                }
+            }
+            RtcEv::Open(key) => {
+                if let Some((remote_id, is_seed)) = self.peers.on_open(key) {
+                    self.debug(|| format!("peer {remote_id} connected{}", if is_seed { " (seed)" } else { "" }));
+                    self.input(Input::PeerConnected { peer: key, remote_id: &remote_id, is_seed });
+                }
+            }
+            RtcEv::Data(peer, data) => {
+                let Some(bytes) = self.peers.get(peer).filter(|c| c.open).map(|c| c.buffered()) else { return };
+                self.input(Input::PeerBuffered { peer, bytes });
+                self.input(Input::PeerData { peer, data: &data });
+            }
+            RtcEv::BadFrame(peer, what) => {
+                if self.peers.get(peer).is_some() {
+                    self.input(Input::PeerBadFrame { peer, what: &what });
+                }
+            }
+            RtcEv::Closed(key) => {
+                if self.peers.get(key).is_some() {
+                    self.disconnect(key, "its data channel closed");
+                }
+            }
+        }
+    }
+
+    fn on_http(&mut self, ev: HttpEv) {
+        let HttpEv { res, origin, url, result } = ev;
+        match result {
+            Ok(data) => {
+                let failures = self.engine.stats().verify_failures;
+                self.input(Input::HttpDone { res, data });
+                if self.engine.stats().verify_failures > failures {
+                    log(&format!("{url} failed verification"));
+                    self.next_origin(origin);
+                }
+            }
+            Err(e) => {
+                log(&format!("HTTP fetch of {url} failed: {e}"));
+                self.next_origin(origin);
+                self.input(Input::HttpFailed { res });
+            }
+        }
+    }
+
+    fn next_origin(&mut self, failed: usize) {
+        if let Some(base) = self.origins.failed(failed) {
+            log(&format!("fetching from the next HTTP origin: {base}"));
+        }
+    }
+
+    fn on_media(&mut self, ev: MediaEv) {
+        match ev {
+            MediaEv::UpdateEnd => self.media.play_when_buffered(),
+            MediaEv::BufferError => log("the media buffer reported an error"),
+            MediaEv::Playing => self.input(Input::Media(MediaEvent::Playing)),
+            MediaEv::Waiting => self.input(Input::Media(MediaEvent::Waiting)),
+            MediaEv::Ended => self.input(Input::Media(MediaEvent::Ended)),
+            MediaEv::Seeking => {
+                let position_ms = self.media.position_ms();
+                self.input(Input::Seek { position_ms });
+            }
+        }
+    }
+
+    /// Carries out every pending engine output.
+    fn drain(&mut self, weak: &Weak<Shared>) {
+        while let Some(out) = self.engine.poll_output() {
+            match out {
+                Output::Send { peer, data } => match self.peers.get(peer).map(|c| c.send(&data)) {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => self.disconnect(peer, &format!("send failed: {e}")),
+                    None => log(&format!("{} bytes for peer connection {peer}, which is gone, not sent", data.len())),
+                },
+                Output::HttpFetch { res } => {
+                    let m = self.engine.manifest();
+                    let entry = match res {
+                        Resource::Init => m.init(),
+                        Resource::Segment(seg) => m.entry(seg),
+                    };
+                    self.origins.fetch(res, &entry.uri, entry.size, &self.fetch_signal, weak);
+                }
+                Output::AppendInit { data } => self.media.push_init(data),
+                Output::Append { data, .. } => self.media.push_append(data),
+                Output::RemoveMedia { start_ms, end_ms } => self.media.push_remove(start_ms, end_ms),
+                Output::EndOfStream => self.media.push_end_of_stream(),
+                Output::DropPeer { peer, reason } => {
+                    let id = self.peers.get(peer).map_or_else(|| format!("connection {peer}"), |c| c.remote_id.clone());
+                    log(&format!("dropping peer {id}: {reason}"));
+                    if self.dropped.len() == DROPPED_KEPT {
+                        self.dropped.pop_front();
+                    }
+                    self.dropped.push_back(id);
+                    self.disconnect(peer, &reason);
+                }
+                Output::ClosePeer { peer, reason } => self.disconnect(peer, &reason),
+                Output::Load { seg } => log(&format!("ignoring a seed's disk read of {seg} in a viewer")),
+            }
+        }
+    }
+
+    /// The one way a peer leaves: its connection is closed and the engine
+    /// is told (a peer it no longer knows is a no-op there).
+    fn disconnect(&mut self, key: PeerKey, why: &str) {
+        if let Some(c) = self.peers.remove(key) {
+            self.debug(|| format!("peer {} closed: {why}", c.remote_id));
+            c.close(false, &mut self.graveyard);
+        }
+        self.input(Input::PeerClosed { peer: key });
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            stats: self.engine.stats(),
+            tables: self.engine.tables(),
+            peer_connections: self.peers.count(),
+            segments: self.engine.manifest().segment_count(),
+            current_time: self.media.current_time(),
+            buffered_seconds: self.media.buffered_seconds(),
+            peer_id: self.signal.my_id.clone(),
+            signal_connected: self.signal.is_open(),
+            http_origins: self.origins.len(),
+            error: self.fatal.clone(),
+            dropped_peers: self.dropped.iter().cloned().collect(),
+        }
+    }
+
+    /// Stops everything: the timer, every peer (after a `Bye`), the signal
+    /// connection (after `leave`), the media element; frees every callback
+    /// once no callback can be running. Returns the last figures.
+    pub fn shutdown(mut self) -> Snapshot {
+        if let Some(t) = self.timer.take() {
+            t.stop(&mut self.graveyard);
+        }
+        for key in self.peers.keys() {
+            if let Some(c) = self.peers.remove(key) {
+                c.close(true, &mut self.graveyard);
+            }
+        }
+        let swarm = self.content_id();
+        self.signal.send(&ClientMsg::Report { swarm: swarm.clone(), report: self.engine.stats().report() });
+        self.signal.send(&ClientMsg::Leave { swarm });
+        self.signal.close(&mut self.graveyard);
+        let snapshot = self.snapshot();
+        self.media.detach(&mut self.graveyard);
+        crate::lifecycle::free_later(std::mem::take(&mut self.graveyard));
+        snapshot
+    }
+}

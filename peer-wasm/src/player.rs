@@ -1,0 +1,189 @@
+//! The JS face: `new Player(video, options)`, `start()`, `stats()`,
+//! `destroy()`.
+//!
+//! A player is a state machine, idle → starting → running → destroyed
+//! (a failed start also ends in destroyed, with its error in stats()):
+//! - `start()` is accepted once, from idle; a second call rejects with
+//!   "start() was already called", a call after destroy with "destroyed".
+//! - `destroy()` in any state stops everything at once; during `start()` it
+//!   frees what start made so far (fetch aborted, MediaSource released) and
+//!   `start()` rejects with "player destroyed during start()".
+//! - After destroy nothing runs: the timer is cleared, every callback is
+//!   detached, the WebSocket is closed, every peer got a `Bye`.
+
+use crate::fetch::{fetch_text, Origins, MAX_MANIFEST_BYTES};
+use crate::lifecycle::{self, post, Ev, Shared, Starting, State};
+use crate::driver::Driver;
+use crate::media::{Attached, Media};
+use crate::metrics::Snapshot;
+use crate::{err_str, now_ms};
+use js_sys::{Array, Promise, Reflect};
+use std::rc::Rc;
+use std::sync::Arc;
+use swarm_proto::Manifest;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{future_to_promise, JsFuture};
+use web_sys::{HtmlVideoElement, MediaSource};
+
+const ERR_STARTED: &str = "Shoal: start() was already called on this player";
+const ERR_DESTROYED: &str = "Shoal: this player was destroyed";
+const ERR_DESTROYED_DURING_START: &str = "Shoal: player destroyed during start()";
+
+#[derive(Clone, Debug)]
+pub(crate) struct Options {
+    pub src: String,
+    pub signal: String,
+    pub token: Option<String>,
+    pub debug: bool,
+}
+
+impl Options {
+    fn from_js(o: &JsValue) -> Result<Options, JsValue> {
+        let get = |k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+        let src = get("src").and_then(|v| v.as_string()).ok_or("Shoal: options.src (the manifest URL) is required")?;
+        let signal = match get("signal").and_then(|v| v.as_string()) {
+            Some(s) => s,
+            None => {
+                let loc = web_sys::window().ok_or("no window")?.location();
+                let proto = if loc.protocol()? == "https:" { "wss" } else { "ws" };
+                format!("{proto}://{}/ws", loc.host()?)
+            }
+        };
+        Ok(Options {
+            src,
+            signal,
+            token: get("token").and_then(|v| v.as_string()),
+            debug: get("debug").and_then(|v| v.as_bool()).unwrap_or(false),
+        })
+    }
+}
+
+/// A Shoal viewer bound to one `<video>` element.
+#[wasm_bindgen]
+pub struct Player {
+    shared: Rc<Shared>,
+    video: HtmlVideoElement,
+    opts: Options,
+}
+
+#[wasm_bindgen]
+impl Player {
+    /// `options`: `{ src: manifest URL, signal?: "ws://host/ws", token?: string, debug?: boolean }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(video: HtmlVideoElement, options: JsValue) -> Result<Player, JsValue> {
+        let opts = Options::from_js(&options)?;
+        Ok(Player { shared: Shared::new()?, video, opts })
+    }
+
+    /// Fetches the manifest, opens MediaSource on the video and joins the
+    /// swarm. Resolves once the player runs (media then fills from peers
+    /// and HTTP). Accepted once; see the module docs for the other cases.
+    pub fn start(&self) -> Promise {
+        let t0 = now_ms();
+        let cancelled = {
+            let Ok(mut state) = self.shared.state.try_borrow_mut() else {
+                return Promise::reject(&ERR_STARTED.into());
+            };
+            match &*state {
+                State::Idle => {}
+                State::Destroyed(_) => return Promise::reject(&ERR_DESTROYED.into()),
+                State::Starting(_) | State::Running(_) => return Promise::reject(&ERR_STARTED.into()),
+            }
+            // Every wait of start() races with this promise, which destroy()
+            // resolves. (Resolves, not rejects: a rejection nobody awaits
+            // would surface as an unhandled rejection.)
+            let mut cancel = None;
+            let cancelled = Promise::new(&mut |resolve, _| cancel = Some(resolve));
+            let cancel = cancel.expect("the Promise executor runs at once");
+            *state = State::Starting(Starting { cancel, media: None });
+            cancelled
+        };
+        let (shared, video, opts) = (self.shared.clone(), self.video.clone(), self.opts.clone());
+        future_to_promise(async move {
+            match run_start(&shared, video, opts, t0, cancelled).await {
+                Ok(()) => Ok(JsValue::UNDEFINED),
+                Err(e) => {
+                    fail_start(&shared, &e);
+                    Err(e)
+                }
+            }
+        })
+    }
+
+    /// Playback and transfer statistics (see `shoal.d.ts`); every key is
+    /// present in every state.
+    pub fn stats(&self) -> JsValue {
+        let Ok(state) = self.shared.state.try_borrow() else { return Snapshot::default().to_js("running") };
+        match &*state {
+            State::Running(d) => d.snapshot().to_js(state.name()),
+            State::Destroyed(Some(last)) => last.to_js(state.name()),
+            other => Snapshot::default().to_js(other.name()),
+        }
+    }
+
+    /// Leaves the swarm, closes every connection and frees every callback.
+    /// Safe in any state and more than once.
+    pub fn destroy(&self) {
+        lifecycle::destroy(&self.shared);
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        lifecycle::destroy(&self.shared);
+    }
+}
+
+/// Err unless the player is still starting (destroy() came meanwhile).
+fn still_starting(shared: &Shared) -> Result<(), JsValue> {
+    match &*shared.state.borrow() {
+        State::Starting(_) => Ok(()),
+        _ => Err(ERR_DESTROYED_DURING_START.into()),
+    }
+}
+
+async fn run_start(shared: &Rc<Shared>, video: HtmlVideoElement, opts: Options, t0: f64, cancelled: Promise) -> Result<(), JsValue> {
+    still_starting(shared)?;
+    // destroy() aborts this fetch.
+    let text = fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await;
+    still_starting(shared)?;
+    let text = text.map_err(|e| format!("Shoal: cannot load manifest {}: {e}", opts.src))?;
+    let manifest = Manifest::from_json(&text).map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
+    if !MediaSource::is_type_supported(manifest.mime()) {
+        return Err(format!("Shoal: this browser cannot play {}", manifest.mime()).into());
+    }
+    let origins = Origins::new(&opts.src, manifest.content_id());
+
+    let at = Attached::new(&video)?;
+    let opened = Promise::new(&mut |resolve, _| at.source.set_onsourceopen(Some(&resolve)));
+    if let State::Starting(s) = &mut *shared.state.borrow_mut() {
+        s.media = Some(at.clone());
+    }
+    let opened = JsFuture::from(Promise::race(&Array::of2(&opened, &cancelled))).await;
+    at.source.set_onsourceopen(None);
+    // If destroyed meanwhile, destroy() released the MediaSource.
+    still_starting(shared)?;
+    opened?;
+    at.source.set_duration(manifest.duration_ms() as f64 / 1000.0);
+    let sb = at.source.add_source_buffer(manifest.mime())?;
+
+    let weak = Rc::downgrade(shared);
+    let media = Media::new(at, sb, &weak)?;
+    let driver = Driver::new(opts, Arc::new(manifest), media, origins, shared.abort.signal(), t0);
+    // No await since the last check: still starting.
+    *shared.state.borrow_mut() = State::Running(Box::new(driver));
+    post(&weak, Ev::Start);
+    Ok(())
+}
+
+/// A start that failed (not by destroy) releases what it made and ends in
+/// destroyed, keeping the error for stats().
+fn fail_start(shared: &Shared, e: &JsValue) {
+    let mut state = shared.state.borrow_mut();
+    if let State::Starting(s) = &*state {
+        if let Some(m) = &s.media {
+            m.release();
+        }
+        *state = State::Destroyed(Some(Snapshot::failed(err_str(e.clone()))));
+    }
+}
