@@ -350,12 +350,19 @@ impl Driver {
         match ev {
             MediaEv::UpdateEnd => self.media.play_when_buffered(),
             MediaEv::BufferError => log("the media buffer reported an error"),
-            MediaEv::Playing => self.input(Input::Media(MediaEvent::Playing)),
+            MediaEv::Playing => {
+                self.media.on_playing();
+                self.input(Input::Media(MediaEvent::Playing));
+            }
             MediaEv::Waiting => self.input(Input::Media(MediaEvent::Waiting)),
-            MediaEv::Ended => self.input(Input::Media(MediaEvent::Ended)),
+            MediaEv::Ended => {
+                self.media.on_ended();
+                self.input(Input::Media(MediaEvent::Ended));
+            }
             MediaEv::Seeking => {
                 let position_ms = self.media.position_ms();
                 self.input(Input::Seek { position_ms });
+                self.media.on_seeking();
             }
         }
     }
@@ -424,7 +431,8 @@ impl Driver {
 
     /// Stops everything: the timer, every peer (after a `Bye`), the signal
     /// connection (after `leave`), the media element; frees every callback
-    /// once no callback can be running. Returns the last figures.
+    /// once no callback can be running. Returns the last figures. (The
+    /// engine goes with the driver, so it is not told about the peers.)
     pub fn shutdown(mut self) -> Snapshot {
         if let Some(t) = self.timer.take() {
             t.stop(&mut self.graveyard);

@@ -12,6 +12,8 @@
 //!   next tick, or a microtask after destroy).
 //! - Events are handled only in [`State::Running`]; in any other state the
 //!   queue is dropped, so nothing runs after destroy.
+//! - A fatal playback error stops the player as `destroy()` would; stats()
+//!   keeps the error.
 
 use crate::driver::Driver;
 use crate::fetch::HttpEv;
@@ -41,7 +43,7 @@ pub(crate) enum Ev {
 
 /// What `start()` has made so far, so that `destroy()` can free it at once.
 pub(crate) struct Starting {
-    /// Rejects the promise every step of `start()` races with.
+    /// Resolves the promise that every wait of `start()` races with.
     pub cancel: js_sys::Function,
     /// The MediaSource attached to the video, once it is.
     pub media: Option<Attached>,

@@ -73,6 +73,9 @@ pub(crate) struct Media {
     /// End of stream was signalled and nothing was appended since.
     ended: bool,
     play_asked: bool,
+    /// Playback reached the end (the element paused itself): a seek back
+    /// plays again.
+    play_after_seek: bool,
 }
 
 impl Media {
@@ -99,7 +102,7 @@ impl Media {
                 }
             }
         }
-        Ok(Media { at, sb, queue: VecDeque::new(), listeners, ended: false, play_asked: false })
+        Ok(Media { at, sb, queue: VecDeque::new(), listeners, ended: false, play_asked: false, play_after_seek: false })
     }
 
     pub fn push_init(&mut self, data: Arc<[u8]>) {
@@ -202,6 +205,26 @@ impl Media {
             return;
         }
         self.play_asked = true;
+        self.play();
+    }
+
+    /// Playback reached the end; the element paused itself.
+    pub fn on_ended(&mut self) {
+        self.play_after_seek = true;
+    }
+
+    pub fn on_playing(&mut self) {
+        self.play_after_seek = false;
+    }
+
+    /// A seek after the end plays again (a viewer who paused stays paused).
+    pub fn on_seeking(&mut self) {
+        if std::mem::take(&mut self.play_after_seek) && self.at.video.paused() {
+            self.play();
+        }
+    }
+
+    fn play(&self) {
         if let Ok(p) = self.at.video.play() {
             spawn_local(async move {
                 if let Err(e) = JsFuture::from(p).await {

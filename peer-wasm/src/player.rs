@@ -40,15 +40,23 @@ pub(crate) struct Options {
 impl Options {
     fn from_js(o: &JsValue) -> Result<Options, JsValue> {
         let get = |k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+        let loc = web_sys::window().ok_or("no window")?.location();
         let src = get("src").and_then(|v| v.as_string()).ok_or("Shoal: options.src (the manifest URL) is required")?;
+        // Relative to the page, so that segment URIs resolve against it.
+        let src = web_sys::Url::new_with_base(&src, &loc.href()?)
+            .map_err(|_| format!("Shoal: options.src {src:?} is not a URL"))?
+            .href();
         let signal = match get("signal").and_then(|v| v.as_string()) {
             Some(s) => s,
             None => {
-                let loc = web_sys::window().ok_or("no window")?.location();
                 let proto = if loc.protocol()? == "https:" { "wss" } else { "ws" };
                 format!("{proto}://{}/ws", loc.host()?)
             }
         };
+        match web_sys::Url::new(&signal) {
+            Ok(u) if matches!(u.protocol().as_str(), "ws:" | "wss:") => {}
+            _ => return Err(format!("Shoal: options.signal {signal:?} is not a ws:// or wss:// URL").into()),
+        }
         Ok(Options {
             src,
             signal,

@@ -83,6 +83,14 @@ fn options_without_src_are_refused_clearly() {
 }
 
 #[wasm_bindgen_test]
+fn a_signal_url_that_is_not_a_websocket_is_refused_clearly() {
+    let err = Player::new(video(), opts(&[("src", "http://127.0.0.1:9/m.json"), ("signal", "http://127.0.0.1:9/ws")]))
+        .err()
+        .expect("an http:// signal URL must be an error");
+    assert!(message(err).contains("options.signal"));
+}
+
+#[wasm_bindgen_test]
 fn the_browser_plays_what_the_seed_packages() {
     // The seed packages H.264 + AAC into fragmented MP4.
     assert!(web_sys::MediaSource::is_type_supported("video/mp4; codecs=\"avc1.64001e,mp4a.40.2\""));
