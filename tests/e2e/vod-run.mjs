@@ -97,6 +97,8 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, log = () => {
       startup_ms_max: startups.length ? Math.round(Math.max(...startups)) : null,
       stalls: stats.reduce((a, s) => a + (s.stalls || 0), 0),
       stalled_ms: Math.round(stats.reduce((a, s) => a + (s.stalledMs || 0), 0)),
+      // Wasm linear memory never shrinks, so the figure at leave is the peak.
+      wasm_memory_mb_max: +(Math.max(0, ...stats.map((s) => s.wasmMemoryBytes || 0)) / (1 << 20)).toFixed(1),
       bundle_gz_bytes: gzipSize(wasm) + gzipSize(path.join(PKG_DIR, 'shoal_peer.js')) + gzipSize(path.join(PKG_DIR, 'shoal.js')),
     };
     return { figures, perViewer: stats, manifest, seedStats, candidates, errors, servers };

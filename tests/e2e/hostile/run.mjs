@@ -18,7 +18,7 @@ import * as lib from '../lib.mjs';
 
 const {
   ROOT, startServers, launchBrowser, listVods, fetchJson, sleep, waitFor, withTimeout,
-  assertIsolatedNetns, assertLoopbackCandidates,
+  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates,
 } = lib;
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -51,46 +51,6 @@ export const ATTACKS = [
   ['huge_messages', 'hugeMessages', { durationMs: 6000 }, 30_000],
   ['offer_flood', 'offerFlood', { count: 200, holdMs: 8000 }, 60_000],
 ];
-
-// Fallback for lib.recordCandidates (which another change adds to lib.mjs):
-// wraps RTCPeerConnection so every local and remote ICE candidate of every
-// connection the page makes lands in window.__shoalCandidates.
-const RECORD_CANDIDATES_SCRIPT = `(() => {
-  if (window.__hostileCandRecorder || !window.RTCPeerConnection) return;
-  window.__hostileCandRecorder = true;
-  window.__shoalCandidates = window.__shoalCandidates || [];
-  const rec = (c) => { if (c) window.__shoalCandidates.push(String(c)); };
-  const recSdp = (d) => {
-    const s = d && d.sdp;
-    if (s) for (const l of String(s).split(/\\r?\\n/)) if (l.startsWith('a=candidate:')) rec(l.slice(2));
-  };
-  const P = window.RTCPeerConnection;
-  const proto = P.prototype;
-  const sld = proto.setLocalDescription;
-  proto.setLocalDescription = function (...a) {
-    const r = sld.apply(this, a);
-    Promise.resolve(r).then(() => recSdp(this.localDescription), () => {});
-    return r;
-  };
-  const srd = proto.setRemoteDescription;
-  proto.setRemoteDescription = function (d, ...a) { recSdp(d); return srd.call(this, d, ...a); };
-  const aic = proto.addIceCandidate;
-  proto.addIceCandidate = function (c, ...a) { rec(c && (c.candidate ?? c)); return aic.call(this, c, ...a); };
-  function Wrapped(...a) {
-    const pc = new P(...a);
-    pc.addEventListener('icecandidate', (e) => e.candidate && rec(e.candidate.candidate));
-    return pc;
-  }
-  Wrapped.prototype = proto;
-  Object.setPrototypeOf(Wrapped, P);
-  window.RTCPeerConnection = Wrapped;
-})();`;
-
-/** Records ICE candidates of every RTCPeerConnection in `context`'s pages. */
-async function recordCandidates(context) {
-  if (typeof lib.recordCandidates === 'function') return lib.recordCandidates(context);
-  return context.addInitScript({ content: RECORD_CANDIDATES_SCRIPT });
-}
 
 // --------------------------------------------------------------- helpers
 
