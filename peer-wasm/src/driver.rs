@@ -59,7 +59,14 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub fn new(opts: Options, manifest: Arc<Manifest>, media: Media, origins: Origins, fetch_signal: AbortSignal, t0: f64) -> Driver {
+    pub fn new(
+        opts: Options,
+        manifest: Arc<Manifest>,
+        media: Media,
+        origins: Origins,
+        fetch_signal: AbortSignal,
+        t0: f64,
+    ) -> Driver {
         let signal = Signaling::new(opts.signal.clone(), opts.token.clone());
         Driver {
             opts,
@@ -134,7 +141,10 @@ impl Driver {
         match Timer::every(TICK_MS, weak) {
             Ok(t) => self.timer = Some(t),
             Err(e) => {
-                self.fatal = Some(format!("cannot start the player's timer: {}", crate::err_str(e)));
+                self.fatal = Some(format!(
+                    "cannot start the player's timer: {}",
+                    crate::err_str(e)
+                ));
                 return;
             }
         }
@@ -158,10 +168,17 @@ impl Driver {
         }
         let position_ms = self.media.position_ms();
         self.input(Input::Playhead { position_ms });
-        if self.engine.poll_timeout().is_some_and(|at| at <= self.now()) {
+        if self
+            .engine
+            .poll_timeout()
+            .is_some_and(|at| at <= self.now())
+        {
             self.input(Input::Timeout);
         }
-        if self.joined && self.peers.open_count() < WANT_PEERS && t - self.last_get_peers >= GET_PEERS_EVERY_MS {
+        if self.joined
+            && self.peers.open_count() < WANT_PEERS
+            && t - self.last_get_peers >= GET_PEERS_EVERY_MS
+        {
             self.last_get_peers = t;
             let swarm = self.content_id();
             self.signal.send(&ClientMsg::GetPeers { swarm });
@@ -180,27 +197,47 @@ impl Driver {
             ServerMsg::Welcome { .. } => {
                 self.signal.send(&ClientMsg::Join { swarm: cid });
             }
-            ServerMsg::Joined { swarm, peers, seeds } if swarm == cid => {
+            ServerMsg::Joined {
+                swarm,
+                peers,
+                seeds,
+            } if swarm == cid => {
                 let rejoin = std::mem::replace(&mut self.joined_before, true);
                 self.joined = true;
                 self.last_get_peers = t;
                 self.origins.set_seeds(&seeds);
-                self.debug(|| format!("joined with {} peers and {} HTTP origins", peers.len(), self.origins.len()));
+                self.debug(|| {
+                    format!(
+                        "joined with {} peers and {} HTTP origins",
+                        peers.len(),
+                        self.origins.len()
+                    )
+                });
                 // Peers keep their channels across a signal reconnect but come
                 // back under new ids: with enough of them open, connecting to
                 // the list again would mostly duplicate them.
                 if rejoin && self.peers.open_count() >= WANT_PEERS {
                     let open = self.peers.open_count();
-                    return self.debug(|| format!("rejoined with {open} peers open: not connecting to more"));
+                    return self.debug(|| {
+                        format!("rejoined with {open} peers open: not connecting to more")
+                    });
                 }
                 self.connect_to(peers, weak);
             }
             ServerMsg::Peers { swarm, peers } if swarm == cid => self.connect_to(peers, weak),
-            ServerMsg::Relay { swarm, from, signal } if swarm == cid => self.on_relay(from, signal, weak),
+            ServerMsg::Relay {
+                swarm,
+                from,
+                signal,
+            } if swarm == cid => self.on_relay(from, signal, weak),
             ServerMsg::PeerLeft { swarm, peer_id } if swarm == cid => {
                 // An open channel outlives its peer's signal connection (it
                 // may be reconnecting); a pending one cannot finish without it.
-                if let Some(key) = self.peers.key_of(&peer_id).filter(|&k| self.peers.get(k).is_some_and(|c| !c.open)) {
+                if let Some(key) = self
+                    .peers
+                    .key_of(&peer_id)
+                    .filter(|&k| self.peers.get(k).is_some_and(|c| !c.open))
+                {
                     self.disconnect(key, "it left the swarm before its channel opened");
                 }
             }
@@ -227,9 +264,15 @@ impl Driver {
                 self.debug(|| format!("{cap} peer connections already: not connecting to more"));
                 break;
             }
-            match self.peers.create(p.peer_id, p.is_seed, true, now_ms(), weak) {
+            match self
+                .peers
+                .create(p.peer_id, p.is_seed, true, now_ms(), weak)
+            {
                 Ok(key) => self.peers.offer(key, weak),
-                Err(e) => log(&format!("cannot create a peer connection: {}", crate::err_str(e))),
+                Err(e) => log(&format!(
+                    "cannot create a peer connection: {}",
+                    crate::err_str(e)
+                )),
             }
         }
     }
@@ -244,17 +287,29 @@ impl Driver {
                     let c = self.peers.get(old).expect("indexed");
                     // Offers crossed: the smaller peer id's offer wins.
                     let ours_pending = c.outgoing && !c.answered && !c.open;
-                    if ours_pending && self.signal.my_id.as_deref().is_some_and(|me| me < from.as_str()) {
-                        return self.debug(|| format!("offer from {from} crossed ours; ours stands"));
+                    if ours_pending
+                        && self
+                            .signal
+                            .my_id
+                            .as_deref()
+                            .is_some_and(|me| me < from.as_str())
+                    {
+                        return self
+                            .debug(|| format!("offer from {from} crossed ours; ours stands"));
                     }
                     self.disconnect(old, "replaced by a new offer from the same peer");
                 } else if self.peers.count() >= self.engine.config().max_peers {
                     let cap = self.engine.config().max_peers;
-                    return self.debug(|| format!("ignoring an offer from {from}: {cap} peer connections already"));
+                    return self.debug(|| {
+                        format!("ignoring an offer from {from}: {cap} peer connections already")
+                    });
                 }
                 match self.peers.create(from, false, false, now_ms(), weak) {
                     Ok(key) => self.peers.answer(key, sdp, weak),
-                    Err(e) => log(&format!("cannot create a peer connection: {}", crate::err_str(e))),
+                    Err(e) => log(&format!(
+                        "cannot create a peer connection: {}",
+                        crate::err_str(e)
+                    )),
                 }
             }
             RtcSignal::Answer { sdp } => {
@@ -262,9 +317,14 @@ impl Driver {
                     self.peers.on_answer(key, sdp, weak);
                 }
             }
-            RtcSignal::Candidate { candidate, sdp_mid, sdp_mline_index } => {
+            RtcSignal::Candidate {
+                candidate,
+                sdp_mid,
+                sdp_mline_index,
+            } => {
                 if let Some(key) = self.peers.key_of(&from) {
-                    self.peers.add_candidate(key, (candidate, sdp_mid, sdp_mline_index));
+                    self.peers
+                        .add_candidate(key, (candidate, sdp_mid, sdp_mline_index));
                 }
             }
         }
@@ -272,21 +332,38 @@ impl Driver {
 
     /// Relays our SDP or candidate to the peer of `key`.
     fn relay(&mut self, key: PeerKey, signal: RtcSignal) {
-        let Some(to) = self.peers.get(key).map(|c| c.remote_id.clone()) else { return };
+        let Some(to) = self.peers.get(key).map(|c| c.remote_id.clone()) else {
+            return;
+        };
         let swarm = self.content_id();
         if !self.signal.send(&ClientMsg::Relay { swarm, to, signal }) {
-            self.debug(|| format!("signal connection down: signaling for peer connection {key} not sent"));
+            self.debug(|| {
+                format!("signal connection down: signaling for peer connection {key} not sent")
+            });
         }
     }
 
     fn on_rtc(&mut self, ev: RtcEv, weak: &Weak<Shared>) {
         match ev {
-            RtcEv::LocalCandidate { key, cand: (candidate, sdp_mid, sdp_mline_index) } => {
-                self.relay(key, RtcSignal::Candidate { candidate, sdp_mid, sdp_mline_index })
-            }
-            RtcEv::LocalSdp { key, offer, sdp } => {
-                self.relay(key, if offer { RtcSignal::Offer { sdp } } else { RtcSignal::Answer { sdp } })
-            }
+            RtcEv::LocalCandidate {
+                key,
+                cand: (candidate, sdp_mid, sdp_mline_index),
+            } => self.relay(
+                key,
+                RtcSignal::Candidate {
+                    candidate,
+                    sdp_mid,
+                    sdp_mline_index,
+                },
+            ),
+            RtcEv::LocalSdp { key, offer, sdp } => self.relay(
+                key,
+                if offer {
+                    RtcSignal::Offer { sdp }
+                } else {
+                    RtcSignal::Answer { sdp }
+                },
+            ),
             RtcEv::Failed { key, why } => {
                 if self.peers.get(key).is_some() {
                     self.disconnect(key, &why);
@@ -299,12 +376,28 @@ impl Driver {
             }
             RtcEv::Open(key) => {
                 if let Some((remote_id, is_seed)) = self.peers.on_open(key) {
-                    self.debug(|| format!("peer {remote_id} connected{}", if is_seed { " (seed)" } else { "" }));
-                    self.input(Input::PeerConnected { peer: key, remote_id: &remote_id, is_seed });
+                    self.debug(|| {
+                        format!(
+                            "peer {remote_id} connected{}",
+                            if is_seed { " (seed)" } else { "" }
+                        )
+                    });
+                    self.input(Input::PeerConnected {
+                        peer: key,
+                        remote_id: &remote_id,
+                        is_seed,
+                    });
                 }
             }
             RtcEv::Data(peer, data) => {
-                let Some(bytes) = self.peers.get(peer).filter(|c| c.open).map(|c| c.buffered()) else { return };
+                let Some(bytes) = self
+                    .peers
+                    .get(peer)
+                    .filter(|c| c.open)
+                    .map(|c| c.buffered())
+                else {
+                    return;
+                };
                 self.input(Input::PeerBuffered { peer, bytes });
                 self.input(Input::PeerData { peer, data: &data });
             }
@@ -322,7 +415,12 @@ impl Driver {
     }
 
     fn on_http(&mut self, ev: HttpEv) {
-        let HttpEv { res, origin, url, result } = ev;
+        let HttpEv {
+            res,
+            origin,
+            url,
+            result,
+        } = ev;
         match result {
             Ok(data) => {
                 let failures = self.engine.stats().verify_failures;
@@ -374,7 +472,10 @@ impl Driver {
                 Output::Send { peer, data } => match self.peers.get(peer).map(|c| c.send(&data)) {
                     Some(Ok(())) => {}
                     Some(Err(e)) => self.disconnect(peer, &format!("send failed: {e}")),
-                    None => log(&format!("{} bytes for peer connection {peer}, which is gone, not sent", data.len())),
+                    None => log(&format!(
+                        "{} bytes for peer connection {peer}, which is gone, not sent",
+                        data.len()
+                    )),
                 },
                 Output::HttpFetch { res } => {
                     let m = self.engine.manifest();
@@ -382,14 +483,20 @@ impl Driver {
                         Resource::Init => m.init(),
                         Resource::Segment(seg) => m.entry(seg),
                     };
-                    self.origins.fetch(res, &entry.uri, entry.size, &self.fetch_signal, weak);
+                    self.origins
+                        .fetch(res, &entry.uri, entry.size, &self.fetch_signal, weak);
                 }
                 Output::AppendInit { data } => self.media.push_init(data),
                 Output::Append { data, .. } => self.media.push_append(data),
-                Output::RemoveMedia { start_ms, end_ms } => self.media.push_remove(start_ms, end_ms),
+                Output::RemoveMedia { start_ms, end_ms } => {
+                    self.media.push_remove(start_ms, end_ms)
+                }
                 Output::EndOfStream => self.media.push_end_of_stream(),
                 Output::DropPeer { peer, reason } => {
-                    let id = self.peers.get(peer).map_or_else(|| format!("connection {peer}"), |c| c.remote_id.clone());
+                    let id = self
+                        .peers
+                        .get(peer)
+                        .map_or_else(|| format!("connection {peer}"), |c| c.remote_id.clone());
                     log(&format!("dropping peer {id}: {reason}"));
                     if self.dropped.len() == DROPPED_KEPT {
                         self.dropped.pop_front();
@@ -398,7 +505,9 @@ impl Driver {
                     self.disconnect(peer, &reason);
                 }
                 Output::ClosePeer { peer, reason } => self.disconnect(peer, &reason),
-                Output::Load { seg } => log(&format!("ignoring a seed's disk read of {seg} in a viewer")),
+                Output::Load { seg } => {
+                    log(&format!("ignoring a seed's disk read of {seg} in a viewer"))
+                }
             }
         }
     }
@@ -443,7 +552,10 @@ impl Driver {
             }
         }
         let swarm = self.content_id();
-        self.signal.send(&ClientMsg::Report { swarm: swarm.clone(), report: self.engine.stats().report() });
+        self.signal.send(&ClientMsg::Report {
+            swarm: swarm.clone(),
+            report: self.engine.stats().report(),
+        });
         self.signal.send(&ClientMsg::Leave { swarm });
         self.signal.close(&mut self.graveyard);
         let snapshot = self.snapshot();

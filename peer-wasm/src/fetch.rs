@@ -31,23 +31,39 @@ pub(crate) struct HttpEv {
 }
 
 /// Fetches `url` and returns the body, refusing one over `max_bytes`.
-pub(crate) async fn fetch_bytes(url: &str, signal: &AbortSignal, max_bytes: u64) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch_bytes(
+    url: &str,
+    signal: &AbortSignal,
+    max_bytes: u64,
+) -> Result<Vec<u8>, String> {
     let w = web_sys::window().ok_or("no window")?;
     let init = RequestInit::new();
     init.set_signal(Some(signal));
-    let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init)).await.map_err(err_str)?.unchecked_into();
+    let resp: Response = JsFuture::from(w.fetch_with_str_and_init(url, &init))
+        .await
+        .map_err(err_str)?
+        .unchecked_into();
     if !resp.ok() {
         return Err(format!("HTTP {}", resp.status()));
     }
-    let buf: ArrayBuffer = JsFuture::from(resp.array_buffer().map_err(err_str)?).await.map_err(err_str)?.unchecked_into();
+    let buf: ArrayBuffer = JsFuture::from(resp.array_buffer().map_err(err_str)?)
+        .await
+        .map_err(err_str)?
+        .unchecked_into();
     let len = buf.byte_length() as u64;
     if len > max_bytes {
-        return Err(format!("body of {len} bytes, more than the {max_bytes} expected"));
+        return Err(format!(
+            "body of {len} bytes, more than the {max_bytes} expected"
+        ));
     }
     Ok(Uint8Array::new(&buf).to_vec())
 }
 
-pub(crate) async fn fetch_text(url: &str, signal: &AbortSignal, max_bytes: u64) -> Result<String, String> {
+pub(crate) async fn fetch_text(
+    url: &str,
+    signal: &AbortSignal,
+    max_bytes: u64,
+) -> Result<String, String> {
     let bytes = fetch_bytes(url, signal, max_bytes).await?;
     String::from_utf8(bytes).map_err(|_| "the response is not UTF-8 text".into())
 }
@@ -62,7 +78,11 @@ pub(crate) struct Origins {
 
 impl Origins {
     pub fn new(manifest_url: &str, content_id: &str) -> Origins {
-        Origins { content_id: content_id.to_owned(), bases: vec![manifest_url.to_owned()], current: 0 }
+        Origins {
+            content_id: content_id.to_owned(),
+            bases: vec![manifest_url.to_owned()],
+            current: 0,
+        }
     }
 
     /// Replaces the seeds' origins with those of `seeds` that hold this
@@ -70,14 +90,24 @@ impl Origins {
     pub fn set_seeds(&mut self, seeds: &[SeedInfo]) {
         let current = self.bases[self.current].clone();
         self.bases.truncate(1);
-        let manifest_dir = web_sys::Url::new_with_base(".", &self.bases[0]).ok().map(|u| u.href());
-        for s in seeds.iter().filter(|s| s.contents.contains(&self.content_id)) {
+        let manifest_dir = web_sys::Url::new_with_base(".", &self.bases[0])
+            .ok()
+            .map(|u| u.href());
+        for s in seeds
+            .iter()
+            .filter(|s| s.contents.contains(&self.content_id))
+        {
             let Some(base) = seed_base(&s.http_base, &self.content_id) else {
-                log(&format!("seed {} announces an unusable HTTP origin; ignored", s.seed_id));
+                log(&format!(
+                    "seed {} announces an unusable HTTP origin; ignored",
+                    s.seed_id
+                ));
                 continue;
             };
             if self.bases.len() >= MAX_ORIGINS {
-                log(&format!("more than {MAX_ORIGINS} HTTP origins listed; the rest are ignored"));
+                log(&format!(
+                    "more than {MAX_ORIGINS} HTTP origins listed; the rest are ignored"
+                ));
                 break;
             }
             if manifest_dir.as_ref() != Some(&base) && !self.bases.contains(&base) {
@@ -110,18 +140,41 @@ impl Origins {
 
     /// Fetches `uri` (expected to be `size` bytes) for the engine and posts
     /// the outcome.
-    pub fn fetch(&self, res: Resource, uri: &str, size: u64, signal: &AbortSignal, weak: &Weak<Shared>) {
+    pub fn fetch(
+        &self,
+        res: Resource,
+        uri: &str,
+        size: u64,
+        signal: &AbortSignal,
+        weak: &Weak<Shared>,
+    ) {
         let (url, origin) = match self.url(uri) {
             Ok(u) => u,
             Err(e) => {
                 let result = Err(format!("cannot make a URL of {uri:?}: {e}"));
-                return post(weak, Ev::Http(HttpEv { res, origin: self.current, url: uri.to_owned(), result }));
+                return post(
+                    weak,
+                    Ev::Http(HttpEv {
+                        res,
+                        origin: self.current,
+                        url: uri.to_owned(),
+                        result,
+                    }),
+                );
             }
         };
         let (signal, weak) = (signal.clone(), weak.clone());
         spawn_local(async move {
             let result = fetch_bytes(&url, &signal, size).await;
-            post(&weak, Ev::Http(HttpEv { res, origin, url, result }));
+            post(
+                &weak,
+                Ev::Http(HttpEv {
+                    res,
+                    origin,
+                    url,
+                    result,
+                }),
+            );
         });
     }
 }
@@ -133,5 +186,9 @@ fn seed_base(http_base: &str, content_id: &str) -> Option<String> {
         return None;
     }
     let root = http_base.trim_end_matches('/');
-    Some(web_sys::Url::new(&format!("{root}/vod/{content_id}/")).ok()?.href())
+    Some(
+        web_sys::Url::new(&format!("{root}/vod/{content_id}/"))
+            .ok()?
+            .href(),
+    )
 }

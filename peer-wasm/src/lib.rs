@@ -42,7 +42,10 @@ use wasm_bindgen::JsValue;
 
 /// Milliseconds on the page's monotonic clock.
 pub(crate) fn now_ms() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
 }
 
 pub(crate) fn log(msg: &str) {
@@ -52,11 +55,18 @@ pub(crate) fn log(msg: &str) {
 /// The message of a JS error value (an `Error`, a `DOMException`, a string).
 pub(crate) fn err_str(e: JsValue) -> String {
     e.as_string()
-        .or_else(|| Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()))
+        .or_else(|| {
+            Reflect::get(&e, &"message".into())
+                .ok()
+                .and_then(|m| m.as_string())
+        })
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// The `name` of a JS error value (`"QuotaExceededError"`, `"AbortError"`).
 pub(crate) fn err_name(e: &JsValue) -> String {
-    Reflect::get(e, &"name".into()).ok().and_then(|m| m.as_string()).unwrap_or_default()
+    Reflect::get(e, &"name".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default()
 }

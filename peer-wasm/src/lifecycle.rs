@@ -99,7 +99,9 @@ pub(crate) fn post(weak: &Weak<Shared>, ev: Ev) {
 }
 
 pub(crate) fn pump(rc: &Rc<Shared>) {
-    let Ok(mut state) = rc.state.try_borrow_mut() else { return };
+    let Ok(mut state) = rc.state.try_borrow_mut() else {
+        return;
+    };
     let weak = Rc::downgrade(rc);
     loop {
         if rc.destroy_requested.get() {
@@ -111,7 +113,9 @@ pub(crate) fn pump(rc: &Rc<Shared>) {
             rc.events.borrow_mut().clear();
             return;
         };
-        let Some(ev) = rc.events.borrow_mut().pop_front() else { return };
+        let Some(ev) = rc.events.borrow_mut().pop_front() else {
+            return;
+        };
         driver.on_event(ev, &weak);
         // A fatal error (e.g. the media buffer refused an append) stops
         // the player as destroy() would; stats() keeps the error.
@@ -141,7 +145,10 @@ fn finish_destroy(rc: &Rc<Shared>, state: &mut State) {
             if let Some(m) = s.media {
                 m.release();
             }
-            let _ = s.cancel.call1(&JsValue::NULL, &JsValue::from_str("Shoal: player destroyed during start()"));
+            let _ = s.cancel.call1(
+                &JsValue::NULL,
+                &JsValue::from_str("Shoal: player destroyed during start()"),
+            );
             None
         }
         State::Running(driver) => Some(driver.shutdown()),
@@ -179,11 +186,17 @@ pub(crate) struct Listener {
 impl Listener {
     pub fn new(target: &EventTarget, kind: &'static str, cb: Cb) -> Result<Listener, JsValue> {
         target.add_event_listener_with_callback(kind, cb.as_ref().unchecked_ref())?;
-        Ok(Listener { target: target.clone(), kind, cb })
+        Ok(Listener {
+            target: target.clone(),
+            kind,
+            cb,
+        })
     }
 
     pub fn detach(self, graveyard: &mut Vec<Cb>) {
-        let _ = self.target.remove_event_listener_with_callback(self.kind, self.cb.as_ref().unchecked_ref());
+        let _ = self
+            .target
+            .remove_event_listener_with_callback(self.kind, self.cb.as_ref().unchecked_ref());
         graveyard.push(self.cb);
     }
 }
@@ -199,7 +212,10 @@ impl Timer {
         let cb = cb(weak, |_| Some(Ev::Tick));
         let id = web_sys::window()
             .ok_or("no window")?
-            .set_interval_with_callback_and_timeout_and_arguments_0(cb.as_ref().unchecked_ref(), ms)?;
+            .set_interval_with_callback_and_timeout_and_arguments_0(
+                cb.as_ref().unchecked_ref(),
+                ms,
+            )?;
         Ok(Timer { id, cb })
     }
 

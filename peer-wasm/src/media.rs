@@ -44,7 +44,11 @@ impl Attached {
         let source = MediaSource::new()?;
         let url = web_sys::Url::create_object_url_with_source(&source)?;
         video.set_src(&url);
-        Ok(Attached { video: video.clone(), source, url })
+        Ok(Attached {
+            video: video.clone(),
+            source,
+            url,
+        })
     }
 
     /// Revokes the object URL and empties the video if it still plays ours
@@ -81,7 +85,8 @@ pub(crate) struct Media {
 impl Media {
     pub fn new(at: Attached, sb: SourceBuffer, weak: &Weak<Shared>) -> Result<Media, JsValue> {
         let ev = |e: fn() -> MediaEv| cb(weak, move |_| Some(Ev::Media(e())));
-        let (sb_target, video_target): (EventTarget, EventTarget) = (sb.clone().into(), at.video.clone().into());
+        let (sb_target, video_target): (EventTarget, EventTarget) =
+            (sb.clone().into(), at.video.clone().into());
         let wanted = [
             (&sb_target, "updateend", ev(|| MediaEv::UpdateEnd)),
             (&sb_target, "error", ev(|| MediaEv::BufferError)),
@@ -102,7 +107,15 @@ impl Media {
                 }
             }
         }
-        Ok(Media { at, sb, queue: VecDeque::new(), listeners, ended: false, play_asked: false, play_after_seek: false })
+        Ok(Media {
+            at,
+            sb,
+            queue: VecDeque::new(),
+            listeners,
+            ended: false,
+            play_asked: false,
+            play_after_seek: false,
+        })
     }
 
     pub fn push_init(&mut self, data: Arc<[u8]>) {
@@ -110,11 +123,17 @@ impl Media {
     }
 
     pub fn push_append(&mut self, data: Arc<[u8]>) {
-        self.queue.push_back(Op::Append { data, retried: false });
+        self.queue.push_back(Op::Append {
+            data,
+            retried: false,
+        });
     }
 
     pub fn push_remove(&mut self, start_ms: u64, end_ms: u64) {
-        self.queue.push_back(Op::Remove { start: start_ms as f64 / 1000.0, end: end_ms as f64 / 1000.0 });
+        self.queue.push_back(Op::Remove {
+            start: start_ms as f64 / 1000.0,
+            end: end_ms as f64 / 1000.0,
+        });
     }
 
     pub fn push_end_of_stream(&mut self) {
@@ -128,11 +147,15 @@ impl Media {
             if self.at.source.ready_state() == MediaSourceReadyState::Closed || self.sb.updating() {
                 return Ok(());
             }
-            let Some(op) = self.queue.pop_front() else { return Ok(()) };
+            let Some(op) = self.queue.pop_front() else {
+                return Ok(());
+            };
             match op {
                 Op::Init(data) => {
                     self.ended = false;
-                    self.append(&data).map_err(|e| format!("the media buffer refused the init segment: {}", err_str(e)))?;
+                    self.append(&data).map_err(|e| {
+                        format!("the media buffer refused the init segment: {}", err_str(e))
+                    })?;
                     return Ok(());
                 }
                 Op::Append { data, retried } => {
@@ -140,7 +163,10 @@ impl Media {
                     match self.append(&data) {
                         Ok(()) => return Ok(()),
                         Err(e) if err_name(&e) == "QuotaExceededError" && !retried => {
-                            self.queue.push_front(Op::Append { data, retried: true });
+                            self.queue.push_front(Op::Append {
+                                data,
+                                retried: true,
+                            });
                             match self.behind_playhead() {
                                 Some((start, end)) if self.sb.remove(start, end).is_ok() => {
                                     log(&format!("media buffer full: removed {start:.1}-{end:.1} s behind the playhead, retrying the append"));
@@ -149,7 +175,12 @@ impl Media {
                                 _ => log("media buffer full and nothing behind the playhead to remove: retrying the append once"),
                             }
                         }
-                        Err(e) => return Err(format!("the media buffer refused a segment: {}", err_str(e))),
+                        Err(e) => {
+                            return Err(format!(
+                                "the media buffer refused a segment: {}",
+                                err_str(e)
+                            ))
+                        }
                     }
                 }
                 Op::Remove { start, end } => {
@@ -163,7 +194,10 @@ impl Media {
                                 }
                                 return Ok(());
                             }
-                            Err(e) => log(&format!("cannot remove {start:.1}-{end:.1} s from the media buffer: {}", err_str(e))),
+                            Err(e) => log(&format!(
+                                "cannot remove {start:.1}-{end:.1} s from the media buffer: {}",
+                                err_str(e)
+                            )),
                         }
                     }
                 }
@@ -228,7 +262,10 @@ impl Media {
         if let Ok(p) = self.at.video.play() {
             spawn_local(async move {
                 if let Err(e) = JsFuture::from(p).await {
-                    log(&format!("the video did not start playing by itself: {}", err_str(e)));
+                    log(&format!(
+                        "the video did not start playing by itself: {}",
+                        err_str(e)
+                    ));
                 }
             });
         }
@@ -245,7 +282,9 @@ impl Media {
     /// Seconds of media in the video's buffer (all ranges).
     pub fn buffered_seconds(&self) -> f64 {
         let r = self.at.video.buffered();
-        (0..r.length()).map(|i| r.end(i).unwrap_or(0.0) - r.start(i).unwrap_or(0.0)).sum()
+        (0..r.length())
+            .map(|i| r.end(i).unwrap_or(0.0) - r.start(i).unwrap_or(0.0))
+            .sum()
     }
 
     /// Detaches every listener and releases the MediaSource.

@@ -31,7 +31,10 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// The figures of a player whose start failed.
     pub fn failed(error: String) -> Snapshot {
-        Snapshot { error: Some(error), ..Snapshot::default() }
+        Snapshot {
+            error: Some(error),
+            ..Snapshot::default()
+        }
     }
 
     pub fn to_js(&self, state: &str) -> JsValue {
@@ -55,20 +58,36 @@ impl Snapshot {
         set(&o, "segmentsAppended", num(s.segments_appended));
         set(&o, "verifyFailures", num(s.verify_failures));
         set(&o, "peersDropped", num(s.peers_dropped));
-        let dropped: js_sys::Array = self.dropped_peers.iter().map(|id| JsValue::from_str(id)).collect();
+        let dropped: js_sys::Array = self
+            .dropped_peers
+            .iter()
+            .map(|id| JsValue::from_str(id))
+            .collect();
         set(&o, "droppedPeers", dropped.into());
         set(&o, "requestsRejected", num(s.requests_rejected));
         set(&o, "unsolicitedPieces", num(s.unsolicited_pieces));
-        set(&o, "storedSegments", (self.tables.stored_segments as u32).into());
+        set(
+            &o,
+            "storedSegments",
+            (self.tables.stored_segments as u32).into(),
+        );
         set(&o, "storedBytes", num(self.tables.stored_bytes as u64));
         set(&o, "segments", self.segments.into());
         set(&o, "currentTime", self.current_time.into());
         set(&o, "bufferedSeconds", self.buffered_seconds.into());
-        set(&o, "peerId", self.peer_id.clone().map_or(JsValue::NULL, JsValue::from));
+        set(
+            &o,
+            "peerId",
+            self.peer_id.clone().map_or(JsValue::NULL, JsValue::from),
+        );
         set(&o, "signalConnected", self.signal_connected.into());
         set(&o, "httpOrigins", (self.http_origins as u32).into());
         set(&o, "wasmMemoryBytes", wasm_memory_bytes().into());
-        set(&o, "error", self.error.clone().map_or(JsValue::NULL, JsValue::from));
+        set(
+            &o,
+            "error",
+            self.error.clone().map_or(JsValue::NULL, JsValue::from),
+        );
         let t = Object::new();
         let n = |v: usize| JsValue::from(v as f64);
         set(&t, "peers", n(self.tables.peers));

@@ -11,9 +11,9 @@
 //! - After destroy nothing runs: the timer is cleared, every callback is
 //!   detached, the WebSocket is closed, every peer got a `Bye`.
 
+use crate::driver::Driver;
 use crate::fetch::{fetch_text, Origins, MAX_MANIFEST_BYTES};
 use crate::lifecycle::{self, post, Ev, Shared, Starting, State};
-use crate::driver::Driver;
 use crate::media::{Attached, Media};
 use crate::metrics::Snapshot;
 use crate::{err_str, now_ms};
@@ -39,9 +39,15 @@ pub(crate) struct Options {
 
 impl Options {
     fn from_js(o: &JsValue) -> Result<Options, JsValue> {
-        let get = |k: &str| Reflect::get(o, &JsValue::from_str(k)).ok().filter(|v| !v.is_undefined() && !v.is_null());
+        let get = |k: &str| {
+            Reflect::get(o, &JsValue::from_str(k))
+                .ok()
+                .filter(|v| !v.is_undefined() && !v.is_null())
+        };
         let loc = web_sys::window().ok_or("no window")?.location();
-        let src = get("src").and_then(|v| v.as_string()).ok_or("Shoal: options.src (the manifest URL) is required")?;
+        let src = get("src")
+            .and_then(|v| v.as_string())
+            .ok_or("Shoal: options.src (the manifest URL) is required")?;
         // Relative to the page, so that segment URIs resolve against it.
         let src = web_sys::Url::new_with_base(&src, &loc.href()?)
             .map_err(|_| format!("Shoal: options.src {src:?} is not a URL"))?
@@ -49,13 +55,22 @@ impl Options {
         let signal = match get("signal").and_then(|v| v.as_string()) {
             Some(s) => s,
             None => {
-                let proto = if loc.protocol()? == "https:" { "wss" } else { "ws" };
+                let proto = if loc.protocol()? == "https:" {
+                    "wss"
+                } else {
+                    "ws"
+                };
                 format!("{proto}://{}/ws", loc.host()?)
             }
         };
         match web_sys::Url::new(&signal) {
             Ok(u) if matches!(u.protocol().as_str(), "ws:" | "wss:") => {}
-            _ => return Err(format!("Shoal: options.signal {signal:?} is not a ws:// or wss:// URL").into()),
+            _ => {
+                return Err(format!(
+                    "Shoal: options.signal {signal:?} is not a ws:// or wss:// URL"
+                )
+                .into())
+            }
         }
         Ok(Options {
             src,
@@ -80,7 +95,11 @@ impl Player {
     #[wasm_bindgen(constructor)]
     pub fn new(video: HtmlVideoElement, options: JsValue) -> Result<Player, JsValue> {
         let opts = Options::from_js(&options)?;
-        Ok(Player { shared: Shared::new()?, video, opts })
+        Ok(Player {
+            shared: Shared::new()?,
+            video,
+            opts,
+        })
     }
 
     /// Fetches the manifest, opens MediaSource on the video and joins the
@@ -95,7 +114,9 @@ impl Player {
             match &*state {
                 State::Idle => {}
                 State::Destroyed(_) => return Promise::reject(&ERR_DESTROYED.into()),
-                State::Starting(_) | State::Running(_) => return Promise::reject(&ERR_STARTED.into()),
+                State::Starting(_) | State::Running(_) => {
+                    return Promise::reject(&ERR_STARTED.into())
+                }
             }
             // Every wait of start() races with this promise, which destroy()
             // resolves. (Resolves, not rejects: a rejection nobody awaits
@@ -103,7 +124,10 @@ impl Player {
             let mut cancel = None;
             let cancelled = Promise::new(&mut |resolve, _| cancel = Some(resolve));
             let cancel = cancel.expect("the Promise executor runs at once");
-            *state = State::Starting(Starting { cancel, media: None });
+            *state = State::Starting(Starting {
+                cancel,
+                media: None,
+            });
             cancelled
         };
         let (shared, video, opts) = (self.shared.clone(), self.video.clone(), self.opts.clone());
@@ -121,7 +145,9 @@ impl Player {
     /// Playback and transfer statistics (see `shoal.d.ts`); every key is
     /// present in every state.
     pub fn stats(&self) -> JsValue {
-        let Ok(state) = self.shared.state.try_borrow() else { return Snapshot::default().to_js("running") };
+        let Ok(state) = self.shared.state.try_borrow() else {
+            return Snapshot::default().to_js("running");
+        };
         match &*state {
             State::Running(d) => d.snapshot().to_js(state.name()),
             State::Destroyed(Some(last)) => last.to_js(state.name()),
@@ -150,13 +176,20 @@ fn still_starting(shared: &Shared) -> Result<(), JsValue> {
     }
 }
 
-async fn run_start(shared: &Rc<Shared>, video: HtmlVideoElement, opts: Options, t0: f64, cancelled: Promise) -> Result<(), JsValue> {
+async fn run_start(
+    shared: &Rc<Shared>,
+    video: HtmlVideoElement,
+    opts: Options,
+    t0: f64,
+    cancelled: Promise,
+) -> Result<(), JsValue> {
     still_starting(shared)?;
     // destroy() aborts this fetch.
     let text = fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await;
     still_starting(shared)?;
     let text = text.map_err(|e| format!("Shoal: cannot load manifest {}: {e}", opts.src))?;
-    let manifest = Manifest::from_json(&text).map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
+    let manifest =
+        Manifest::from_json(&text).map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
     if !MediaSource::is_type_supported(manifest.mime()) {
         return Err(format!("Shoal: this browser cannot play {}", manifest.mime()).into());
     }
@@ -172,12 +205,20 @@ async fn run_start(shared: &Rc<Shared>, video: HtmlVideoElement, opts: Options, 
     // If destroyed meanwhile, destroy() released the MediaSource.
     still_starting(shared)?;
     opened?;
-    at.source.set_duration(manifest.duration_ms() as f64 / 1000.0);
+    at.source
+        .set_duration(manifest.duration_ms() as f64 / 1000.0);
     let sb = at.source.add_source_buffer(manifest.mime())?;
 
     let weak = Rc::downgrade(shared);
     let media = Media::new(at, sb, &weak)?;
-    let driver = Driver::new(opts, Arc::new(manifest), media, origins, shared.abort.signal(), t0);
+    let driver = Driver::new(
+        opts,
+        Arc::new(manifest),
+        media,
+        origins,
+        shared.abort.signal(),
+        t0,
+    );
     // No await since the last check: still starting.
     *shared.state.borrow_mut() = State::Running(Box::new(driver));
     post(&weak, Ev::Start);

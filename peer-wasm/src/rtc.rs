@@ -22,8 +22,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{
-    MessageEvent, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelState, RtcDataChannelType, RtcIceCandidateInit,
-    RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState, RtcSdpType, RtcSessionDescriptionInit,
+    MessageEvent, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelState, RtcDataChannelType,
+    RtcIceCandidateInit, RtcPeerConnection, RtcPeerConnectionIceEvent, RtcPeerConnectionState,
+    RtcSdpType, RtcSessionDescriptionInit,
 };
 
 /// A connection whose data channel has not opened by then is closed.
@@ -32,10 +33,23 @@ pub(crate) const HANDSHAKE_TIMEOUT_MS: f64 = 10_000.0;
 pub(crate) type Candidate = (String, Option<String>, Option<u16>);
 
 pub(crate) enum RtcEv {
-    LocalCandidate { key: PeerKey, cand: Candidate },
-    LocalSdp { key: PeerKey, offer: bool, sdp: String },
-    Failed { key: PeerKey, why: String },
-    Channel { key: PeerKey, dc: RtcDataChannel },
+    LocalCandidate {
+        key: PeerKey,
+        cand: Candidate,
+    },
+    LocalSdp {
+        key: PeerKey,
+        offer: bool,
+        sdp: String,
+    },
+    Failed {
+        key: PeerKey,
+        why: String,
+    },
+    Channel {
+        key: PeerKey,
+        dc: RtcDataChannel,
+    },
     Open(PeerKey),
     Data(PeerKey, Vec<u8>),
     BadFrame(PeerKey, String),
@@ -120,12 +134,20 @@ impl Peers {
 
     /// Bytes queued toward each open peer.
     pub fn buffered(&self) -> Vec<(PeerKey, u64)> {
-        self.conns.iter().filter(|(_, c)| c.open).map(|(&k, c)| (k, c.buffered())).collect()
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.open)
+            .map(|(&k, c)| (k, c.buffered()))
+            .collect()
     }
 
     /// Connections whose channel did not open within the handshake timeout.
     pub fn handshake_expired(&self, now: f64) -> Vec<PeerKey> {
-        self.conns.iter().filter(|(_, c)| !c.open && now - c.created_at > HANDSHAKE_TIMEOUT_MS).map(|(&k, _)| k).collect()
+        self.conns
+            .iter()
+            .filter(|(_, c)| !c.open && now - c.created_at > HANDSHAKE_TIMEOUT_MS)
+            .map(|(&k, _)| k)
+            .collect()
     }
 
     pub fn remove(&mut self, key: PeerKey) -> Option<Conn> {
@@ -135,25 +157,51 @@ impl Peers {
     }
 
     /// A new RTCPeerConnection (no ICE servers: host candidates only).
-    pub fn create(&mut self, remote_id: String, is_seed: bool, outgoing: bool, now: f64, weak: &Weak<Shared>) -> Result<PeerKey, JsValue> {
-        debug_assert!(!self.by_id.contains_key(&remote_id), "one connection per remote id");
+    pub fn create(
+        &mut self,
+        remote_id: String,
+        is_seed: bool,
+        outgoing: bool,
+        now: f64,
+        weak: &Weak<Shared>,
+    ) -> Result<PeerKey, JsValue> {
+        debug_assert!(
+            !self.by_id.contains_key(&remote_id),
+            "one connection per remote id"
+        );
         let cfg = Object::new();
         Reflect::set(&cfg, &"iceServers".into(), &Array::new())?;
         let pc = RtcPeerConnection::new_with_configuration(cfg.unchecked_ref())?;
         self.next_key += 1;
         let key = self.next_key;
         let on_ice = cb(weak, move |v| {
-            let c = v.dyn_into::<RtcPeerConnectionIceEvent>().ok()?.candidate()?;
+            let c = v
+                .dyn_into::<RtcPeerConnectionIceEvent>()
+                .ok()?
+                .candidate()?;
             let cand = (c.candidate(), c.sdp_mid(), c.sdp_m_line_index());
             (!cand.0.is_empty()).then_some(Ev::Rtc(RtcEv::LocalCandidate { key, cand }))
         });
         let pc2 = pc.clone();
         let on_state = cb(weak, move |_| {
             let st = pc2.connection_state();
-            matches!(st, RtcPeerConnectionState::Failed | RtcPeerConnectionState::Closed)
-                .then(|| Ev::Rtc(RtcEv::Failed { key, why: format!("connection state {st:?}") }))
+            matches!(
+                st,
+                RtcPeerConnectionState::Failed | RtcPeerConnectionState::Closed
+            )
+            .then(|| {
+                Ev::Rtc(RtcEv::Failed {
+                    key,
+                    why: format!("connection state {st:?}"),
+                })
+            })
         });
-        let on_dc = cb(weak, move |v| Some(Ev::Rtc(RtcEv::Channel { key, dc: v.dyn_into::<RtcDataChannelEvent>().ok()?.channel() })));
+        let on_dc = cb(weak, move |v| {
+            Some(Ev::Rtc(RtcEv::Channel {
+                key,
+                dc: v.dyn_into::<RtcDataChannelEvent>().ok()?.channel(),
+            }))
+        });
         pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         pc.set_ondatachannel(Some(on_dc.as_ref().unchecked_ref()));
@@ -175,7 +223,9 @@ impl Peers {
 
     /// Opens our data channel and makes the offer (posted as `LocalSdp`).
     pub fn offer(&mut self, key: PeerKey, weak: &Weak<Shared>) {
-        let Some(c) = self.conns.get_mut(&key) else { return };
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
         let dc = c.pc.create_data_channel("shoal");
         attach_channel(c, key, dc, weak);
         let pc = c.pc.clone();
@@ -183,23 +233,37 @@ impl Peers {
         spawn_local(async move {
             let r: Result<String, JsValue> = async {
                 let offer = JsFuture::from(pc.create_offer()).await?;
-                let sdp = Reflect::get(&offer, &"sdp".into())?.as_string().unwrap_or_default();
+                let sdp = Reflect::get(&offer, &"sdp".into())?
+                    .as_string()
+                    .unwrap_or_default();
                 let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
                 desc.set_sdp(&sdp);
                 JsFuture::from(pc.set_local_description(&desc)).await?;
                 Ok(sdp)
             }
             .await;
-            post(&weak, Ev::Rtc(match r {
-                Ok(sdp) => RtcEv::LocalSdp { key, offer: true, sdp },
-                Err(e) => RtcEv::Failed { key, why: format!("cannot make an offer: {}", err_str(e)) },
-            }));
+            post(
+                &weak,
+                Ev::Rtc(match r {
+                    Ok(sdp) => RtcEv::LocalSdp {
+                        key,
+                        offer: true,
+                        sdp,
+                    },
+                    Err(e) => RtcEv::Failed {
+                        key,
+                        why: format!("cannot make an offer: {}", err_str(e)),
+                    },
+                }),
+            );
         });
     }
 
     /// Takes the remote's offer and makes the answer (posted as `LocalSdp`).
     pub fn answer(&self, key: PeerKey, sdp: String, weak: &Weak<Shared>) {
-        let Some(c) = self.conns.get(&key) else { return };
+        let Some(c) = self.conns.get(&key) else {
+            return;
+        };
         let pc = c.pc.clone();
         let weak = weak.clone();
         spawn_local(async move {
@@ -208,24 +272,42 @@ impl Peers {
                 desc.set_sdp(&sdp);
                 JsFuture::from(pc.set_remote_description(&desc)).await?;
                 let answer = JsFuture::from(pc.create_answer()).await?;
-                let sdp = Reflect::get(&answer, &"sdp".into())?.as_string().unwrap_or_default();
+                let sdp = Reflect::get(&answer, &"sdp".into())?
+                    .as_string()
+                    .unwrap_or_default();
                 let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
                 desc.set_sdp(&sdp);
                 JsFuture::from(pc.set_local_description(&desc)).await?;
                 Ok(sdp)
             }
             .await;
-            post(&weak, Ev::Rtc(match r {
-                Ok(sdp) => RtcEv::LocalSdp { key, offer: false, sdp },
-                Err(e) => RtcEv::Failed { key, why: format!("cannot answer the offer: {}", err_str(e)) },
-            }));
+            post(
+                &weak,
+                Ev::Rtc(match r {
+                    Ok(sdp) => RtcEv::LocalSdp {
+                        key,
+                        offer: false,
+                        sdp,
+                    },
+                    Err(e) => RtcEv::Failed {
+                        key,
+                        why: format!("cannot answer the offer: {}", err_str(e)),
+                    },
+                }),
+            );
         });
     }
 
     /// The remote answered our offer (a second answer, or one to an offer
     /// we did not make, is ignored).
     pub fn on_answer(&mut self, key: PeerKey, sdp: String, weak: &Weak<Shared>) {
-        let Some(c) = self.conns.get_mut(&key).filter(|c| c.outgoing && !c.answered) else { return };
+        let Some(c) = self
+            .conns
+            .get_mut(&key)
+            .filter(|c| c.outgoing && !c.answered)
+        else {
+            return;
+        };
         c.answered = true;
         let pc = c.pc.clone();
         let weak = weak.clone();
@@ -233,20 +315,30 @@ impl Peers {
             let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
             desc.set_sdp(&sdp);
             if let Err(e) = JsFuture::from(pc.set_remote_description(&desc)).await {
-                post(&weak, Ev::Rtc(RtcEv::Failed { key, why: format!("bad answer: {}", err_str(e)) }));
+                post(
+                    &weak,
+                    Ev::Rtc(RtcEv::Failed {
+                        key,
+                        why: format!("bad answer: {}", err_str(e)),
+                    }),
+                );
             }
         });
     }
 
     pub fn add_candidate(&self, key: PeerKey, (candidate, sdp_mid, sdp_mline_index): Candidate) {
-        let Some(c) = self.conns.get(&key) else { return };
+        let Some(c) = self.conns.get(&key) else {
+            return;
+        };
         let init = RtcIceCandidateInit::new(&candidate);
         init.set_sdp_mid(sdp_mid.as_deref());
         init.set_sdp_m_line_index(sdp_mline_index);
         let pc = c.pc.clone();
         spawn_local(async move {
             // A candidate that does not apply (late, malformed) is harmless.
-            let _ = JsFuture::from(pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init))).await;
+            let _ =
+                JsFuture::from(pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init)))
+                    .await;
         });
     }
 
@@ -282,10 +374,16 @@ fn attach_channel(c: &mut Conn, key: PeerKey, dc: RtcDataChannel, weak: &Weak<Sh
         Some(Ev::Rtc(match data.dyn_into::<ArrayBuffer>() {
             Ok(buf) if buf.byte_length() as usize > wire::MAX_MESSAGE_BYTES => RtcEv::BadFrame(
                 key,
-                format!("a message of {} bytes, over the {}-byte limit", buf.byte_length(), wire::MAX_MESSAGE_BYTES),
+                format!(
+                    "a message of {} bytes, over the {}-byte limit",
+                    buf.byte_length(),
+                    wire::MAX_MESSAGE_BYTES
+                ),
             ),
             Ok(buf) => RtcEv::Data(key, Uint8Array::new(&buf).to_vec()),
-            Err(other) if other.is_string() => RtcEv::BadFrame(key, "a text message on the binary channel".into()),
+            Err(other) if other.is_string() => {
+                RtcEv::BadFrame(key, "a text message on the binary channel".into())
+            }
             Err(_) => RtcEv::BadFrame(key, "a message that is not an ArrayBuffer".into()),
         }))
     });

@@ -72,12 +72,21 @@ impl Signaling {
         let ws = match WebSocket::new(&self.url) {
             Ok(ws) => ws,
             Err(e) => {
-                log(&format!("cannot open the signal connection to {}: {}", self.url, err_str(e)));
+                log(&format!(
+                    "cannot open the signal connection to {}: {}",
+                    self.url,
+                    err_str(e)
+                ));
                 return self.schedule_retry(now);
             }
         };
         let on_open = cb(weak, move |_| Some(Ev::Ws(WsEv::Open(g))));
-        let on_msg = cb(weak, move |v| Some(Ev::Ws(WsEv::Text(g, v.dyn_into::<MessageEvent>().ok()?.data().as_string()?))));
+        let on_msg = cb(weak, move |v| {
+            Some(Ev::Ws(WsEv::Text(
+                g,
+                v.dyn_into::<MessageEvent>().ok()?.data().as_string()?,
+            )))
+        });
         let on_close = cb(weak, move |_| Some(Ev::Ws(WsEv::Closed(g))));
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
@@ -93,14 +102,23 @@ impl Signaling {
         match ev {
             WsEv::Open(g) if g == self.generation => {
                 self.last_heard = now;
-                self.send(&ClientMsg::Hello { role: Role::Viewer, token: self.token.clone(), seed: None });
+                self.send(&ClientMsg::Hello {
+                    role: Role::Viewer,
+                    token: self.token.clone(),
+                    seed: None,
+                });
                 None
             }
             WsEv::Text(g, text) if g == self.generation => {
                 self.last_heard = now;
                 match ServerMsg::decode(&text) {
                     Ok(m) => {
-                        if let ServerMsg::Welcome { peer_id, heartbeat_ms, .. } = &m {
+                        if let ServerMsg::Welcome {
+                            peer_id,
+                            heartbeat_ms,
+                            ..
+                        } = &m
+                        {
                             self.attempts = 0;
                             self.heartbeat_ms = (*heartbeat_ms as f64).clamp(1000.0, 60_000.0);
                             self.my_id = Some(peer_id.clone());
@@ -108,7 +126,9 @@ impl Signaling {
                         Some(m)
                     }
                     Err(e) => {
-                        log(&format!("ignoring a bad message from the signal server: {e}"));
+                        log(&format!(
+                            "ignoring a bad message from the signal server: {e}"
+                        ));
                         None
                     }
                 }
@@ -151,7 +171,10 @@ impl Signaling {
         self.drop_socket(graveyard);
         self.schedule_retry(now);
         let delay = self.retry_at.map_or(0.0, |t| t - now);
-        log(&format!("{why}; playing on with peers and HTTP, reconnecting in {:.1} s", delay / 1000.0));
+        log(&format!(
+            "{why}; playing on with peers and HTTP, reconnecting in {:.1} s",
+            delay / 1000.0
+        ));
     }
 
     fn schedule_retry(&mut self, now: f64) {
@@ -166,7 +189,9 @@ impl Signaling {
     }
 
     pub fn is_open(&self) -> bool {
-        self.ws.as_ref().is_some_and(|ws| ws.ready_state() == WebSocket::OPEN)
+        self.ws
+            .as_ref()
+            .is_some_and(|ws| ws.ready_state() == WebSocket::OPEN)
     }
 
     /// Whether we are welcomed on an open socket (so joins and relays work).
@@ -176,7 +201,13 @@ impl Signaling {
 
     /// Sends if the socket is open; returns whether it was sent.
     pub fn send(&self, msg: &ClientMsg) -> bool {
-        let Some(ws) = self.ws.as_ref().filter(|ws| ws.ready_state() == WebSocket::OPEN) else { return false };
+        let Some(ws) = self
+            .ws
+            .as_ref()
+            .filter(|ws| ws.ready_state() == WebSocket::OPEN)
+        else {
+            return false;
+        };
         match ws.send_with_str(&msg.encode()) {
             Ok(()) => true,
             Err(e) => {

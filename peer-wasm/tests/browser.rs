@@ -46,7 +46,12 @@ fn get(o: &JsValue, k: &str) -> JsValue {
 /// the player must survive.
 fn manifest_url() -> String {
     let seg = vec![7u8; 1000];
-    let entry = |uri: &str, duration_ms| SegmentEntry { uri: uri.into(), size: seg.len() as u64, sha256: sha256_hex(&seg), duration_ms };
+    let entry = |uri: &str, duration_ms| SegmentEntry {
+        uri: uri.into(),
+        size: seg.len() as u64,
+        sha256: sha256_hex(&seg),
+        duration_ms,
+    };
     let m = ManifestParts {
         version: MANIFEST_VERSION,
         content_id: "lifecycle-test".into(),
@@ -61,52 +66,86 @@ fn manifest_url() -> String {
     .unwrap();
     let bag = web_sys::BlobPropertyBag::new();
     bag.set_type("application/json");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&Array::of1(&m.to_json().into()), &bag).unwrap();
+    let blob =
+        web_sys::Blob::new_with_str_sequence_and_options(&Array::of1(&m.to_json().into()), &bag)
+            .unwrap();
     web_sys::Url::create_object_url_with_blob(&blob).unwrap()
 }
 
 fn player(v: &web_sys::HtmlVideoElement) -> Player {
-    Player::new(v.clone(), opts(&[("src", &manifest_url()), ("signal", NOBODY)])).unwrap()
+    Player::new(
+        v.clone(),
+        opts(&[("src", &manifest_url()), ("signal", NOBODY)]),
+    )
+    .unwrap()
 }
 
 async fn sleep(ms: i32) {
     let p = Promise::new(&mut |resolve, _| {
-        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
     });
     JsFuture::from(p).await.unwrap();
 }
 
 #[wasm_bindgen_test]
 fn options_without_src_are_refused_clearly() {
-    let err = Player::new(video(), opts(&[])).err().expect("no src must be an error");
+    let err = Player::new(video(), opts(&[]))
+        .err()
+        .expect("no src must be an error");
     assert!(message(err).contains("options.src"));
 }
 
 #[wasm_bindgen_test]
 fn a_signal_url_that_is_not_a_websocket_is_refused_clearly() {
-    let err = Player::new(video(), opts(&[("src", "http://127.0.0.1:9/m.json"), ("signal", "http://127.0.0.1:9/ws")]))
-        .err()
-        .expect("an http:// signal URL must be an error");
+    let err = Player::new(
+        video(),
+        opts(&[
+            ("src", "http://127.0.0.1:9/m.json"),
+            ("signal", "http://127.0.0.1:9/ws"),
+        ]),
+    )
+    .err()
+    .expect("an http:// signal URL must be an error");
     assert!(message(err).contains("options.signal"));
 }
 
 #[wasm_bindgen_test]
 fn the_browser_plays_what_the_seed_packages() {
     // The seed packages H.264 + AAC into fragmented MP4.
-    assert!(web_sys::MediaSource::is_type_supported("video/mp4; codecs=\"avc1.64001e,mp4a.40.2\""));
+    assert!(web_sys::MediaSource::is_type_supported(
+        "video/mp4; codecs=\"avc1.64001e,mp4a.40.2\""
+    ));
 }
 
 #[wasm_bindgen_test]
 async fn an_unreachable_manifest_is_a_clear_error() {
     // Port 9 on loopback: nothing listens, the fetch fails at once.
-    let p = Player::new(video(), opts(&[("src", "http://127.0.0.1:9/vod/x/manifest.json"), ("signal", NOBODY)])).unwrap();
-    let err = JsFuture::from(p.start()).await.expect_err("start must fail");
+    let p = Player::new(
+        video(),
+        opts(&[
+            ("src", "http://127.0.0.1:9/vod/x/manifest.json"),
+            ("signal", NOBODY),
+        ]),
+    )
+    .unwrap();
+    let err = JsFuture::from(p.start())
+        .await
+        .expect_err("start must fail");
     let m = message(err);
-    assert!(m.contains("cannot load manifest") && m.contains("127.0.0.1:9"), "{m}");
+    assert!(
+        m.contains("cannot load manifest") && m.contains("127.0.0.1:9"),
+        "{m}"
+    );
     // A failed start ends destroyed, its error kept in stats().
     let s = p.stats();
     assert_eq!(get(&s, "state").as_string().unwrap(), "destroyed");
-    assert!(get(&s, "error").as_string().unwrap().contains("cannot load manifest"));
+    assert!(get(&s, "error")
+        .as_string()
+        .unwrap()
+        .contains("cannot load manifest"));
     p.destroy();
 }
 
@@ -115,12 +154,26 @@ fn a_player_that_never_started_has_safe_stats() {
     let p = player(&video());
     let s = p.stats();
     assert_eq!(get(&s, "state").as_string().unwrap(), "idle");
-    for k in ["bytesFromPeers", "bytesFromSeed", "bytesFromHttp", "bytesUploaded", "peers", "peerConnections", "stalls", "segmentsVerified"] {
+    for k in [
+        "bytesFromPeers",
+        "bytesFromSeed",
+        "bytesFromHttp",
+        "bytesUploaded",
+        "peers",
+        "peerConnections",
+        "stalls",
+        "segmentsVerified",
+    ] {
         assert_eq!(get(&s, k).as_f64(), Some(0.0), "{k}");
     }
-    assert!(get(&s, "startupMs").is_null() && get(&s, "peerId").is_null() && get(&s, "error").is_null());
+    assert!(
+        get(&s, "startupMs").is_null() && get(&s, "peerId").is_null() && get(&s, "error").is_null()
+    );
     assert!(get(&s, "wasmMemoryBytes").as_f64().unwrap() > 0.0);
-    assert_eq!(get(&get(&s, "tables"), "storedSegments").as_f64(), Some(0.0));
+    assert_eq!(
+        get(&get(&s, "tables"), "storedSegments").as_f64(),
+        Some(0.0)
+    );
     p.destroy();
     p.destroy();
     assert_eq!(get(&p.stats(), "state").as_string().unwrap(), "destroyed");
@@ -131,11 +184,17 @@ async fn a_second_start_is_rejected_and_the_first_goes_on() {
     let v = video();
     let p = player(&v);
     let first = p.start();
-    let second = JsFuture::from(p.start()).await.expect_err("a second start() must be rejected");
+    let second = JsFuture::from(p.start())
+        .await
+        .expect_err("a second start() must be rejected");
     assert!(message(second).contains("already called"));
-    JsFuture::from(first).await.expect("the first start() still succeeds");
+    JsFuture::from(first)
+        .await
+        .expect("the first start() still succeeds");
     assert_eq!(get(&p.stats(), "state").as_string().unwrap(), "running");
-    let third = JsFuture::from(p.start()).await.expect_err("start() on a running player must be rejected");
+    let third = JsFuture::from(p.start())
+        .await
+        .expect_err("start() on a running player must be rejected");
     assert!(message(third).contains("already called"));
     p.destroy();
 }
@@ -146,11 +205,15 @@ async fn destroy_right_after_start_rejects_start_with_destroyed() {
     let p = player(&v);
     let started = p.start();
     p.destroy();
-    let err = JsFuture::from(started).await.expect_err("start() must be rejected");
+    let err = JsFuture::from(started)
+        .await
+        .expect_err("start() must be rejected");
     assert!(message(err).contains("destroyed"));
     assert_eq!(get(&p.stats(), "state").as_string().unwrap(), "destroyed");
     assert!(!v.has_attribute("src"), "the video must not keep a source");
-    let again = JsFuture::from(p.start()).await.expect_err("start() after destroy must be rejected");
+    let again = JsFuture::from(p.start())
+        .await
+        .expect_err("start() after destroy must be rejected");
     assert!(message(again).contains("destroyed"));
 }
 
@@ -162,20 +225,32 @@ async fn destroy_while_the_media_source_opens_frees_it() {
     // before `sourceopen`: destroy there.
     let p2 = p.clone();
     let on_loadstart = Closure::once(move || p2.destroy());
-    v.add_event_listener_with_callback("loadstart", on_loadstart.as_ref().unchecked_ref()).unwrap();
-    let err = JsFuture::from(p.start()).await.expect_err("start() must be rejected");
+    v.add_event_listener_with_callback("loadstart", on_loadstart.as_ref().unchecked_ref())
+        .unwrap();
+    let err = JsFuture::from(p.start())
+        .await
+        .expect_err("start() must be rejected");
     assert!(message(err).contains("destroyed"));
-    v.remove_event_listener_with_callback("loadstart", on_loadstart.as_ref().unchecked_ref()).unwrap();
+    v.remove_event_listener_with_callback("loadstart", on_loadstart.as_ref().unchecked_ref())
+        .unwrap();
     assert_eq!(get(&p.stats(), "state").as_string().unwrap(), "destroyed");
-    assert!(!v.has_attribute("src"), "the video must not keep the MediaSource");
+    assert!(
+        !v.has_attribute("src"),
+        "the video must not keep the MediaSource"
+    );
 }
 
 #[wasm_bindgen_test]
 async fn a_running_player_survives_unreachable_servers_and_stops_on_destroy() {
     let v = video();
     let p = player(&v);
-    JsFuture::from(p.start()).await.expect("start() resolves once running");
-    assert!(v.src().starts_with("blob:"), "the video plays from a MediaSource");
+    JsFuture::from(p.start())
+        .await
+        .expect("start() resolves once running");
+    assert!(
+        v.src().starts_with("blob:"),
+        "the video plays from a MediaSource"
+    );
     // Fetches and the signal connection fail and are retried meanwhile.
     sleep(700).await;
     let s = p.stats();
@@ -187,16 +262,27 @@ async fn a_running_player_survives_unreachable_servers_and_stops_on_destroy() {
     assert!(get(&s, "tables").is_object());
     let logs = LogCapture::start();
     sleep(1200).await;
-    assert!(logs.shoal_lines() > 0, "a running player retries and says so");
+    assert!(
+        logs.shoal_lines() > 0,
+        "a running player retries and says so"
+    );
     p.destroy();
     let s = p.stats();
     assert_eq!(get(&s, "state").as_string().unwrap(), "destroyed");
-    assert_eq!(get(&s, "segments").as_f64(), Some(1.0), "the last figures are kept");
+    assert_eq!(
+        get(&s, "segments").as_f64(),
+        Some(1.0),
+        "the last figures are kept"
+    );
     assert!(!v.has_attribute("src"));
     // Nothing runs any more: no retry, no reconnect, no tick.
     let after = logs.shoal_lines();
     sleep(2500).await;
-    assert_eq!(logs.shoal_lines(), after, "the player logged after destroy()");
+    assert_eq!(
+        logs.shoal_lines(),
+        after,
+        "the player logged after destroy()"
+    );
     drop(logs);
     assert_eq!(get(&p.stats(), "state").as_string().unwrap(), "destroyed");
 }
@@ -213,7 +299,10 @@ impl LogCapture {
         let console = get(&js_sys::global(), "console");
         let original = get(&console, "log");
         let lines = std::rc::Rc::new(std::cell::Cell::new(0));
-        let (l, orig) = (lines.clone(), original.clone().unchecked_into::<js_sys::Function>());
+        let (l, orig) = (
+            lines.clone(),
+            original.clone().unchecked_into::<js_sys::Function>(),
+        );
         let hook = Closure::wrap(Box::new(move |v: JsValue| {
             if v.as_string().is_some_and(|s| s.starts_with("[shoal]")) {
                 l.set(l.get() + 1);
@@ -221,7 +310,11 @@ impl LogCapture {
             let _ = orig.call1(&JsValue::NULL, &v);
         }) as Box<dyn FnMut(JsValue)>);
         Reflect::set(&console, &"log".into(), hook.as_ref()).unwrap();
-        LogCapture { original, lines, _hook: hook }
+        LogCapture {
+            original,
+            lines,
+            _hook: hook,
+        }
     }
 
     fn shoal_lines(&self) -> u32 {

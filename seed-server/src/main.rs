@@ -62,6 +62,14 @@ struct Args {
     /// A WebRTC connection whose data channel has not opened within this time is closed.
     #[arg(long, value_name = "MS", default_value_t = shoal_seed::serve::DEFAULT_HANDSHAKE_TIMEOUT.as_millis() as u64)]
     handshake_timeout_ms: u64,
+    /// At capacity, a new viewer takes the slot of a connection that has been
+    /// sent no media for this long (the longest idle first).
+    #[arg(long, value_name = "MS", default_value_t = shoal_seed::serve::DEFAULT_EVICT_IDLE_AFTER.as_millis() as u64)]
+    evict_idle_ms: u64,
+    /// Memory for verified segments over the whole library, in MiB (shared by
+    /// the contents, at least 8 MiB each).
+    #[arg(long, value_name = "MIB", default_value_t = (shoal_seed::serve::DEFAULT_CACHE_BYTES >> 20) as u64)]
+    cache_mb: u64,
     /// Address the WebRTC UDP sockets bind (a concrete IPv4 address).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     rtc_ip: IpAddr,
@@ -195,6 +203,9 @@ async fn main() -> ExitCode {
         let hub_cfg = HubConfig {
             max_conns_per_peer: args.max_conns_per_peer.max(1),
             handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms.max(1)),
+            evict_idle_after: std::time::Duration::from_millis(args.evict_idle_ms),
+            cache_bytes: usize::try_from(args.cache_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
             ..HubConfig::new(args.capacity)
         };
         let hub = Arc::new(SwarmHub::new(&library, stats.clone(), hub_cfg));

@@ -25,6 +25,8 @@ pub struct SeedStats {
     pub refused_banned: AtomicU64,
     /// Connections closed because their data channel did not open in time.
     pub handshake_timeouts: AtomicU64,
+    /// Idle connections closed to make room for a new viewer at capacity.
+    pub evicted_idle: AtomicU64,
     /// Segment files read from disk for WebRTC viewers.
     pub segment_loads: AtomicU64,
     /// Segment reads that failed or did not match the manifest.
@@ -43,6 +45,7 @@ pub struct StatsSnapshot {
     pub refused_per_peer: u64,
     pub refused_banned: u64,
     pub handshake_timeouts: u64,
+    pub evicted_idle: u64,
     pub slots: u64,
     pub slots_max: u64,
     pub segment_loads: u64,
@@ -61,6 +64,7 @@ impl SeedStats {
             refused_per_peer: self.refused_per_peer.load(Relaxed),
             refused_banned: self.refused_banned.load(Relaxed),
             handshake_timeouts: self.handshake_timeouts.load(Relaxed),
+            evicted_idle: self.evicted_idle.load(Relaxed),
             slots: self.slots.load(Relaxed),
             slots_max: self.slots_max.load(Relaxed),
             segment_loads: self.segment_loads.load(Relaxed),

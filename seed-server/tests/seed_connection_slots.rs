@@ -53,6 +53,7 @@ impl Seed {
 
     /// Connects `remote_id`, waits for the open and the seed's hello.
     async fn open_viewer(&self, remote_id: &str) -> Viewer {
+        let before = self.slots();
         let v = connect_to_hub(&self.hub, &self.host, &self.content, remote_id).await;
         v.wait_open().await;
         let hello = v.recv().await;
@@ -60,7 +61,7 @@ impl Seed {
             matches!(wire::decode(&hello), Ok(Message::Hello { .. })),
             "first message from the seed is its hello"
         );
-        assert_eq!(self.slots(), 1);
+        assert_eq!(self.slots(), before + 1);
         v
     }
 }
@@ -231,4 +232,55 @@ async fn a_text_message_drops_the_viewer_and_bans_its_peer_id() {
     // Another viewer is not affected.
     assert!(s.hub.try_admit(&s.content, "v2").is_ok());
     let _ = v.pc.close().await;
+}
+
+/// Reads messages from the seed until a piece arrives.
+async fn next_piece(v: &Viewer) -> (u32, u32) {
+    for _ in 0..16 {
+        if let Ok(Message::Piece { seg, piece, .. }) = wire::decode(&v.recv().await) {
+            return (seg, piece);
+        }
+    }
+    panic!("no piece among 16 messages from the seed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_a_new_viewer_takes_the_slot_of_the_longest_idle_connection() {
+    let mut cfg = HubConfig::new(2);
+    cfg.evict_idle_after = Duration::from_millis(500);
+    let s = seed(cfg).await;
+    let idle = s.open_viewer("idle").await;
+    let busy = s.open_viewer("busy").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both are idle now; "busy" asks for media and is served, so only "idle" qualifies.
+    busy.send(&wire::encode(&Message::Request { seg: 0, piece: 0 }))
+        .await;
+    assert_eq!(next_piece(&busy).await, (0, 0));
+    let newcomer = s
+        .hub
+        .try_admit(&s.content, "new")
+        .expect("the newcomer takes the idle slot");
+    assert_eq!(s.stats.evicted_idle.load(Relaxed), 1);
+    assert_eq!(s.slots(), 2);
+    let swarm = s.hub.swarm(&s.content).unwrap();
+    wait_until(
+        "the evicted connection ends",
+        Duration::from_secs(5),
+        || swarm.engine_stats().peers == 1,
+    )
+    .await;
+    // Evicted without blame, and the busy viewer is still served.
+    assert!(!swarm.is_banned("idle"));
+    assert_eq!(swarm.engine_stats().peers_dropped, 0);
+    busy.send(&wire::encode(&Message::Request { seg: 0, piece: 1 }))
+        .await;
+    assert_eq!(next_piece(&busy).await, (0, 1));
+    // A full seed with no idle slot still refuses.
+    assert_eq!(
+        s.hub.try_admit(&s.content, "late").err(),
+        Some(Refusal::OverCapacity(2))
+    );
+    drop(newcomer);
+    let _ = idle.pc.close().await;
+    let _ = busy.pc.close().await;
 }

@@ -32,9 +32,16 @@ fc00::/7        private
 #[derive(Debug, thiserror::Error)]
 pub enum GroupsError {
     #[error("cannot read network groups file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("network groups file {path}, line {line}: {message}")]
-    Line { path: PathBuf, line: usize, message: String },
+    Line {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
 }
 
 /// Longest-prefix lookup table from address ranges to group names.
@@ -55,7 +62,8 @@ impl Default for GroupTable {
     /// The embedded table: loopback and private ranges.
     fn default() -> Self {
         let mut t = GroupTable::empty();
-        t.add_text(Path::new("<embedded>"), DEFAULT_TABLE).expect("embedded network groups parse");
+        t.add_text(Path::new("<embedded>"), DEFAULT_TABLE)
+            .expect("embedded network groups parse");
         t
     }
 }
@@ -63,12 +71,20 @@ impl Default for GroupTable {
 impl GroupTable {
     /// A table with no ranges: every address is [`DEFAULT_GROUP`].
     pub fn empty() -> Self {
-        GroupTable { names: Vec::new(), v4: BTreeMap::new(), v6: BTreeMap::new(), ranges: 0 }
+        GroupTable {
+            names: Vec::new(),
+            v4: BTreeMap::new(),
+            v6: BTreeMap::new(),
+            ranges: 0,
+        }
     }
 
     /// The embedded table plus the ranges of the file at `path`.
     pub fn with_file(path: &Path) -> Result<Self, GroupsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| GroupsError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| GroupsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let mut t = GroupTable::default();
         t.add_text(path, &text)?;
         Ok(t)
@@ -83,14 +99,22 @@ impl GroupTable {
             if line.is_empty() {
                 continue;
             }
-            let bad = |message: String| GroupsError::Line { path: origin.to_owned(), line: i + 1, message };
+            let bad = |message: String| GroupsError::Line {
+                path: origin.to_owned(),
+                line: i + 1,
+                message,
+            };
             let mut fields = line.split_whitespace();
-            let (Some(cidr), Some(group), None) = (fields.next(), fields.next(), fields.next()) else {
+            let (Some(cidr), Some(group), None) = (fields.next(), fields.next(), fields.next())
+            else {
                 return Err(bad(format!("expected `CIDR GROUP`, got `{line}`")));
             };
-            let net = parse_net(cidr).ok_or_else(|| bad(format!("`{cidr}` is not an address range like 10.0.0.0/8")))?;
+            let net = parse_net(cidr)
+                .ok_or_else(|| bad(format!("`{cidr}` is not an address range like 10.0.0.0/8")))?;
             if group.len() > MAX_NAME_LEN {
-                return Err(bad(format!("group name is longer than {MAX_NAME_LEN} characters")));
+                return Err(bad(format!(
+                    "group name is longer than {MAX_NAME_LEN} characters"
+                )));
             }
             parsed.push((net, group.to_owned()));
         }
@@ -112,8 +136,16 @@ impl GroupTable {
         let net = net.trunc();
         let len = net.prefix_len();
         let old = match net {
-            IpNet::V4(n) => self.v4.entry(len).or_default().insert(u32::from(n.network()), idx),
-            IpNet::V6(n) => self.v6.entry(len).or_default().insert(u128::from(n.network()), idx),
+            IpNet::V4(n) => self
+                .v4
+                .entry(len)
+                .or_default()
+                .insert(u32::from(n.network()), idx),
+            IpNet::V6(n) => self
+                .v6
+                .entry(len)
+                .or_default()
+                .insert(u128::from(n.network()), idx),
         };
         if old.is_none() {
             self.ranges += 1;
@@ -134,11 +166,17 @@ impl GroupTable {
         let idx = match addr.to_canonical() {
             IpAddr::V4(a) => {
                 let a = u32::from(a);
-                self.v4.iter().rev().find_map(|(&len, m)| m.get(&(a & mask32(len))))
+                self.v4
+                    .iter()
+                    .rev()
+                    .find_map(|(&len, m)| m.get(&(a & mask32(len))))
             }
             IpAddr::V6(a) => {
                 let a = u128::from(a);
-                self.v6.iter().rev().find_map(|(&len, m)| m.get(&(a & mask128(len))))
+                self.v6
+                    .iter()
+                    .rev()
+                    .find_map(|(&len, m)| m.get(&(a & mask128(len))))
             }
         };
         idx.map_or(DEFAULT_GROUP, |&i| self.names[i].as_str())
@@ -155,7 +193,9 @@ fn mask128(len: u8) -> u128 {
 
 /// `10.0.0.0/8`, `::1/128`, or a bare address (a single host).
 pub fn parse_net(s: &str) -> Option<IpNet> {
-    s.parse::<IpNet>().ok().or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 #[cfg(test)]
@@ -217,7 +257,8 @@ mod tests {
     #[test]
     fn zero_length_prefix_matches_everything() {
         let mut t = GroupTable::empty();
-        t.add_text(Path::new("g"), "0.0.0.0/0 world4\n::/0 world6").unwrap();
+        t.add_text(Path::new("g"), "0.0.0.0/0 world4\n::/0 world6")
+            .unwrap();
         assert_eq!(t.lookup(ip("1.2.3.4")), "world4");
         assert_eq!(t.lookup(ip("2001:db8::1")), "world6");
     }
@@ -225,7 +266,12 @@ mod tests {
     #[test]
     fn bad_line_is_an_error_naming_file_and_line() {
         let mut t = GroupTable::default();
-        let err = t.add_text(Path::new("/etc/shoal/groups.txt"), "10.0.0.0/8 a\n\n# c\n10.0.0.0/33 b\n").unwrap_err();
+        let err = t
+            .add_text(
+                Path::new("/etc/shoal/groups.txt"),
+                "10.0.0.0/8 a\n\n# c\n10.0.0.0/33 b\n",
+            )
+            .unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, GroupsError::Line { line: 4, .. }), "{msg}");
         assert!(msg.contains("/etc/shoal/groups.txt"), "{msg}");
@@ -237,12 +283,24 @@ mod tests {
 
     #[test]
     fn missing_group_or_extra_fields_are_errors() {
-        for text in ["10.0.0.0/8", "10.0.0.0/8 a b", "not-an-ip g", "10.0.0.0/8 # a"] {
-            let err = GroupTable::empty().add_text(Path::new("g.txt"), text).unwrap_err();
-            assert!(matches!(err, GroupsError::Line { line: 1, .. }), "{text}: {err}");
+        for text in [
+            "10.0.0.0/8",
+            "10.0.0.0/8 a b",
+            "not-an-ip g",
+            "10.0.0.0/8 # a",
+        ] {
+            let err = GroupTable::empty()
+                .add_text(Path::new("g.txt"), text)
+                .unwrap_err();
+            assert!(
+                matches!(err, GroupsError::Line { line: 1, .. }),
+                "{text}: {err}"
+            );
         }
         let long = format!("10.0.0.0/8 {}", "x".repeat(MAX_NAME_LEN + 1));
-        assert!(GroupTable::empty().add_text(Path::new("g.txt"), &long).is_err());
+        assert!(GroupTable::empty()
+            .add_text(Path::new("g.txt"), &long)
+            .is_err());
     }
 
     #[test]
@@ -250,7 +308,10 @@ mod tests {
         let path = Path::new("/nonexistent/shoal-groups.txt");
         let err = GroupTable::with_file(path).unwrap_err();
         assert!(matches!(err, GroupsError::Read { .. }));
-        assert!(err.to_string().contains("/nonexistent/shoal-groups.txt"), "{err}");
+        assert!(
+            err.to_string().contains("/nonexistent/shoal-groups.txt"),
+            "{err}"
+        );
     }
 
     #[test]

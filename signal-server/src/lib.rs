@@ -87,7 +87,12 @@ struct Inner {
 impl AppState {
     pub fn new(config: Config) -> Self {
         let state = State::new(config.match_rule, config.heartbeat_ms, config.rng_seed);
-        AppState { inner: Arc::new(Inner { config, state: Mutex::new(state) }) }
+        AppState {
+            inner: Arc::new(Inner {
+                config,
+                state: Mutex::new(state),
+            }),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -104,14 +109,23 @@ impl AppState {
     /// or, when `peer` is a trusted proxy, the nearest untrusted address in
     /// `X-Forwarded-For`.
     pub fn client_addr(&self, peer: IpAddr, forwarded_for: Option<&str>) -> IpAddr {
-        let trusted = |ip: &IpAddr| self.config().trusted_proxies.iter().any(|n| n.contains(&ip.to_canonical()));
+        let trusted = |ip: &IpAddr| {
+            self.config()
+                .trusted_proxies
+                .iter()
+                .any(|n| n.contains(&ip.to_canonical()))
+        };
         if !trusted(&peer) {
             return peer;
         }
-        let Some(header) = forwarded_for else { return peer };
+        let Some(header) = forwarded_for else {
+            return peer;
+        };
         let mut client = peer;
         for hop in header.split(',').rev() {
-            let Some(ip) = parse_forwarded_hop(hop.trim()) else { break };
+            let Some(ip) = parse_forwarded_hop(hop.trim()) else {
+                break;
+            };
             client = ip;
             if !trusted(&ip) {
                 break;
@@ -123,7 +137,9 @@ impl AppState {
 
 /// One `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:567`, `::1` or `[::1]:567`.
 fn parse_forwarded_hop(s: &str) -> Option<IpAddr> {
-    s.parse::<IpAddr>().ok().or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// The router: WebSocket, API, health, static files, CORS, request tracing.
@@ -139,13 +155,20 @@ pub fn app(state: AppState) -> Router {
     if let Some(web) = &state.config().web_dir {
         router = router.fallback_service(ServeDir::new(web));
     }
-    router.layer(CorsLayer::permissive()).layer(TraceLayer::new_for_http()).with_state(state)
+    router
+        .layer(CorsLayer::permissive())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
 }
 
 /// Serves `config` on an already bound listener until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
     let router = app(AppState::new(config));
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await?;
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
 
@@ -178,7 +201,10 @@ mod tests {
 
     fn app_with_proxies(nets: &[&str]) -> AppState {
         let trusted_proxies = nets.iter().map(|n| n.parse().unwrap()).collect();
-        AppState::new(Config { trusted_proxies, ..Config::default() })
+        AppState::new(Config {
+            trusted_proxies,
+            ..Config::default()
+        })
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -189,24 +215,51 @@ mod tests {
     fn forwarded_for_walks_back_through_trusted_proxies_only() {
         let app = app_with_proxies(&["10.0.0.0/8", "127.0.0.1/32"]);
         // Socket peer not trusted: header ignored.
-        assert_eq!(app.client_addr(ip("192.0.2.1"), Some("203.0.113.9")), ip("192.0.2.1"));
+        assert_eq!(
+            app.client_addr(ip("192.0.2.1"), Some("203.0.113.9")),
+            ip("192.0.2.1")
+        );
         // One trusted hop.
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")),
+            ip("203.0.113.9")
+        );
         // A chain: the nearest untrusted address wins, spoofed left entries do not.
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("6.6.6.6, 203.0.113.9, 10.1.1.1")), ip("203.0.113.9"));
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("6.6.6.6, 203.0.113.9, 10.1.1.1")),
+            ip("203.0.113.9")
+        );
         // Ports and bracketed IPv6 are accepted.
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9:4444")), ip("203.0.113.9"));
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("[2001:db8::1]:4444")), ip("2001:db8::1"));
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("203.0.113.9:4444")),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("[2001:db8::1]:4444")),
+            ip("2001:db8::1")
+        );
         // Garbage stops the walk at the last good hop.
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("junk")), ip("127.0.0.1"));
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("junk, 10.2.2.2")), ip("10.2.2.2"));
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("junk")),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("junk, 10.2.2.2")),
+            ip("10.2.2.2")
+        );
         // IPv4-mapped socket address of a trusted proxy.
-        assert_eq!(app.client_addr(ip("::ffff:127.0.0.1"), Some("203.0.113.9")), ip("203.0.113.9"));
+        assert_eq!(
+            app.client_addr(ip("::ffff:127.0.0.1"), Some("203.0.113.9")),
+            ip("203.0.113.9")
+        );
     }
 
     #[test]
     fn no_trusted_proxies_means_the_socket_address() {
         let app = app_with_proxies(&[]);
-        assert_eq!(app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")), ip("127.0.0.1"));
+        assert_eq!(
+            app.client_addr(ip("127.0.0.1"), Some("203.0.113.9")),
+            ip("127.0.0.1")
+        );
     }
 }

@@ -16,7 +16,11 @@ use shoal_signal::{serve, Config, GroupTable};
 use swarm_proto::matching::MatchRule;
 
 #[derive(Debug, Parser)]
-#[command(name = "shoal-signal", version, about = "Shoal signal server: swarms, peer matching, WebRTC signaling relay")]
+#[command(
+    name = "shoal-signal",
+    version,
+    about = "Shoal signal server: swarms, peer matching, WebRTC signaling relay"
+)]
 struct Cli {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SHOAL_SIGNAL_LISTEN", default_value = "127.0.0.1:8080")]
@@ -35,7 +39,11 @@ struct Cli {
     #[arg(long, env = "SHOAL_SIGNAL_HEARTBEAT_MS", default_value_t = 5000)]
     heartbeat_ms: u64,
     /// A client silent for this long is removed, in milliseconds.
-    #[arg(long, env = "SHOAL_SIGNAL_HEARTBEAT_TIMEOUT_MS", default_value_t = 15000)]
+    #[arg(
+        long,
+        env = "SHOAL_SIGNAL_HEARTBEAT_TIMEOUT_MS",
+        default_value_t = 15000
+    )]
     heartbeat_timeout_ms: u64,
     /// Reverse proxy (CIDR or address) whose X-Forwarded-For is trusted;
     /// repeat the flag or separate with commas.
@@ -50,7 +58,8 @@ struct Cli {
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
-    shoal_signal::groups::parse_net(s).ok_or_else(|| format!("`{s}` is not an address or CIDR range"))
+    shoal_signal::groups::parse_net(s)
+        .ok_or_else(|| format!("`{s}` is not an address or CIDR range"))
 }
 
 #[tokio::main]
@@ -82,19 +91,26 @@ async fn main() -> anyhow::Result<()> {
         pkg_dir: cli.pkg_dir,
         heartbeat_ms: cli.heartbeat_ms,
         heartbeat_timeout_ms: cli.heartbeat_timeout_ms,
-        match_rule: MatchRule { enough_same_group: cli.match_enough, max: cli.match_max },
+        match_rule: MatchRule {
+            enough_same_group: cli.match_enough,
+            max: cli.match_max,
+        },
         groups,
         trusted_proxies: cli.trusted_proxy,
         ..Config::default()
     };
-    for (flag, dir) in [("--web-dir", &config.web_dir), ("--pkg-dir", &config.pkg_dir)] {
+    for (flag, dir) in [
+        ("--web-dir", &config.web_dir),
+        ("--pkg-dir", &config.pkg_dir),
+    ] {
         if let Some(d) = dir {
             anyhow::ensure!(d.is_dir(), "{flag} {} is not a directory", d.display());
         }
     }
 
-    let listener =
-        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     {

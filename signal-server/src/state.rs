@@ -70,12 +70,26 @@ impl State {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_entropy(),
         };
-        State { peers: HashMap::new(), swarms: BTreeMap::new(), seed_ids: HashMap::new(), rng, rule, heartbeat_ms }
+        State {
+            peers: HashMap::new(),
+            swarms: BTreeMap::new(),
+            seed_ids: HashMap::new(),
+            rng,
+            rule,
+            heartbeat_ms,
+        }
     }
 
     /// Registers a client that said `hello`, queues its `welcome`, and joins a
     /// seed to the swarms of its contents. Returns its new peer id.
-    pub fn register(&mut self, role: Role, seed: Option<SeedInfo>, addr: IpAddr, group: String, tx: Outbox) -> String {
+    pub fn register(
+        &mut self,
+        role: Role,
+        seed: Option<SeedInfo>,
+        addr: IpAddr,
+        group: String,
+        tx: Outbox,
+    ) -> String {
         let peer_id = loop {
             let id = format!("{:016x}", self.rng.gen::<u64>());
             if !self.peers.contains_key(&id) {
@@ -90,13 +104,28 @@ impl State {
             }
             self.seed_ids.insert(s.seed_id.clone(), peer_id.clone());
         }
-        let contents: Vec<String> = seed.as_ref().map(|s| s.contents.clone()).unwrap_or_default();
+        let contents: Vec<String> = seed
+            .as_ref()
+            .map(|s| s.contents.clone())
+            .unwrap_or_default();
         self.peers.insert(
             peer_id.clone(),
-            Peer { role, group: group.clone(), addr, tx, swarms: BTreeSet::new(), seed, reports: HashMap::new() },
+            Peer {
+                role,
+                group: group.clone(),
+                addr,
+                tx,
+                swarms: BTreeSet::new(),
+                seed,
+                reports: HashMap::new(),
+            },
         );
         tracing::info!(peer = %peer_id, ?role, %group, %addr, "hello");
-        let welcome = ServerMsg::Welcome { peer_id: peer_id.clone(), heartbeat_ms: self.heartbeat_ms, group };
+        let welcome = ServerMsg::Welcome {
+            peer_id: peer_id.clone(),
+            heartbeat_ms: self.heartbeat_ms,
+            group,
+        };
         let mut out = vec![(peer_id.clone(), welcome)];
         for swarm in contents {
             self.add_member(&peer_id, &swarm);
@@ -114,7 +143,10 @@ impl State {
         }
         let reply = |out: &mut Vec<(String, ServerMsg)>, m: ServerMsg| out.push((me.to_owned(), m));
         match msg {
-            ClientMsg::Hello { .. } => reply(&mut out, ServerMsg::error(ErrorCode::Protocol, "hello was already sent")),
+            ClientMsg::Hello { .. } => reply(
+                &mut out,
+                ServerMsg::error(ErrorCode::Protocol, "hello was already sent"),
+            ),
             ClientMsg::Heartbeat => reply(&mut out, ServerMsg::HeartbeatAck),
             ClientMsg::Join { swarm } => {
                 let peer = &self.peers[me];
@@ -124,14 +156,24 @@ impl State {
                 {
                     reply(
                         &mut out,
-                        ServerMsg::error(ErrorCode::BadMessage, format!("a viewer may join at most {MAX_SWARMS_PER_VIEWER} swarms")),
+                        ServerMsg::error(
+                            ErrorCode::BadMessage,
+                            format!("a viewer may join at most {MAX_SWARMS_PER_VIEWER} swarms"),
+                        ),
                     );
                 } else {
                     self.add_member(me, &swarm);
                     let peers = self.pick_peers(me, &swarm);
                     let seeds = self.seeds_of(&swarm);
                     tracing::info!(peer = %me, %swarm, peers = peers.len(), seeds = seeds.len(), "join");
-                    reply(&mut out, ServerMsg::Joined { swarm, peers, seeds });
+                    reply(
+                        &mut out,
+                        ServerMsg::Joined {
+                            swarm,
+                            peers,
+                            seeds,
+                        },
+                    );
                 }
             }
             ClientMsg::GetPeers { swarm } => {
@@ -154,9 +196,22 @@ impl State {
                 if !self.is_member(me, &swarm) {
                     reply(&mut out, not_joined(&swarm));
                 } else if !self.is_member(&to, &swarm) {
-                    reply(&mut out, ServerMsg::error(ErrorCode::UnknownPeer, format!("peer {to} is not in swarm {swarm}")));
+                    reply(
+                        &mut out,
+                        ServerMsg::error(
+                            ErrorCode::UnknownPeer,
+                            format!("peer {to} is not in swarm {swarm}"),
+                        ),
+                    );
                 } else {
-                    out.push((to, ServerMsg::Relay { swarm, from: me.to_owned(), signal }));
+                    out.push((
+                        to,
+                        ServerMsg::Relay {
+                            swarm,
+                            from: me.to_owned(),
+                            signal,
+                        },
+                    ));
                 }
             }
             ClientMsg::Report { swarm, report } => {
@@ -165,7 +220,9 @@ impl State {
                     let upload_rate = match peer.reports.get(&swarm) {
                         Some(prev) => {
                             let dt = now.saturating_duration_since(prev.at).as_secs_f64();
-                            let db = report.bytes_uploaded.saturating_sub(prev.report.bytes_uploaded);
+                            let db = report
+                                .bytes_uploaded
+                                .saturating_sub(prev.report.bytes_uploaded);
                             if dt > 0.0 {
                                 (db as f64 / dt) as u64
                             } else {
@@ -174,7 +231,14 @@ impl State {
                         }
                         None => 0,
                     };
-                    peer.reports.insert(swarm, ReportEntry { report, at: now, upload_rate });
+                    peer.reports.insert(
+                        swarm,
+                        ReportEntry {
+                            report,
+                            at: now,
+                            upload_rate,
+                        },
+                    );
                 } else {
                     reply(&mut out, not_joined(&swarm));
                 }
@@ -197,8 +261,15 @@ impl State {
         self.deliver(&mut out);
     }
 
-    fn remove_into(&mut self, peer_id: &str, reason: LeaveReason, out: &mut Vec<(String, ServerMsg)>) {
-        let Some(peer) = self.peers.get(peer_id) else { return };
+    fn remove_into(
+        &mut self,
+        peer_id: &str,
+        reason: LeaveReason,
+        out: &mut Vec<(String, ServerMsg)>,
+    ) {
+        let Some(peer) = self.peers.get(peer_id) else {
+            return;
+        };
         let swarms: Vec<String> = peer.swarms.iter().cloned().collect();
         for swarm in &swarms {
             self.remove_member(peer_id, swarm, out);
@@ -219,7 +290,10 @@ impl State {
     fn add_member(&mut self, peer_id: &str, swarm: &str) {
         if let Some(p) = self.peers.get_mut(peer_id) {
             p.swarms.insert(swarm.to_owned());
-            self.swarms.entry(swarm.to_owned()).or_default().insert(peer_id.to_owned());
+            self.swarms
+                .entry(swarm.to_owned())
+                .or_default()
+                .insert(peer_id.to_owned());
         }
     }
 
@@ -228,12 +302,20 @@ impl State {
             p.swarms.remove(swarm);
             p.reports.remove(swarm);
         }
-        let Some(members) = self.swarms.get_mut(swarm) else { return };
+        let Some(members) = self.swarms.get_mut(swarm) else {
+            return;
+        };
         if !members.remove(peer_id) {
             return;
         }
         for other in members.iter() {
-            out.push((other.clone(), ServerMsg::PeerLeft { swarm: swarm.to_owned(), peer_id: peer_id.to_owned() }));
+            out.push((
+                other.clone(),
+                ServerMsg::PeerLeft {
+                    swarm: swarm.to_owned(),
+                    peer_id: peer_id.to_owned(),
+                },
+            ));
         }
         if members.is_empty() {
             self.swarms.remove(swarm);
@@ -242,14 +324,21 @@ impl State {
 
     /// Peers for `me` in `swarm` by the shared matching rule.
     fn pick_peers(&mut self, me: &str, swarm: &str) -> Vec<PeerInfo> {
-        let Some(members) = self.swarms.get(swarm) else { return Vec::new() };
+        let Some(members) = self.swarms.get(swarm) else {
+            return Vec::new();
+        };
         let candidates: Vec<Candidate> = members
             .iter()
             .filter(|id| id.as_str() != me)
             .filter_map(|id| {
                 let p = self.peers.get(id)?;
                 let rate = p.reports.get(swarm).map_or(0, |r| r.upload_rate);
-                Some(Candidate { peer_id: id, group: &p.group, upload_rate: rate, quality: 1.0 })
+                Some(Candidate {
+                    peer_id: id,
+                    group: &p.group,
+                    upload_rate: rate,
+                    quality: 1.0,
+                })
             })
             .collect();
         let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
@@ -258,7 +347,11 @@ impl State {
             .into_iter()
             .filter_map(|id| {
                 let p = self.peers.get(id)?;
-                Some(PeerInfo { peer_id: id.to_owned(), is_seed: p.role == Role::Seed, group: p.group.clone() })
+                Some(PeerInfo {
+                    peer_id: id.to_owned(),
+                    is_seed: p.role == Role::Seed,
+                    group: p.group.clone(),
+                })
             })
             .collect()
     }
@@ -280,7 +373,9 @@ impl State {
         while !out.is_empty() {
             let mut dead = Vec::new();
             for (to, msg) in out.drain(..) {
-                let Some(p) = self.peers.get(&to) else { continue };
+                let Some(p) = self.peers.get(&to) else {
+                    continue;
+                };
                 if let Err(e) = p.tx.try_send(msg.encode()) {
                     let reason = match e {
                         mpsc::error::TrySendError::Full(_) => LeaveReason::SlowConsumer,
@@ -322,13 +417,25 @@ impl State {
                     })
                     .collect();
                 totals.merge(&t);
-                SwarmView { swarm: name.clone(), peers, totals: t }
+                SwarmView {
+                    swarm: name.clone(),
+                    peers,
+                    totals: t,
+                }
             })
             .collect();
-        let viewers = self.peers.values().filter(|p| p.role == Role::Viewer).count();
+        let viewers = self
+            .peers
+            .values()
+            .filter(|p| p.role == Role::Viewer)
+            .count();
         SwarmsView {
             swarms,
-            connected: Connected { peers: self.peers.len(), viewers, seeds: self.peers.len() - viewers },
+            connected: Connected {
+                peers: self.peers.len(),
+                viewers,
+                seeds: self.peers.len() - viewers,
+            },
             totals,
         }
     }
@@ -340,7 +447,12 @@ impl State {
             .values()
             .filter_map(|id| {
                 let p = self.peers.get(id)?;
-                Some(SeedView { peer_id: id.clone(), group: p.group.clone(), addr: p.addr.to_string(), seed: p.seed.clone()? })
+                Some(SeedView {
+                    peer_id: id.clone(),
+                    group: p.group.clone(),
+                    addr: p.addr.to_string(),
+                    seed: p.seed.clone()?,
+                })
             })
             .collect();
         seeds.sort_by(|a, b| a.seed.seed_id.cmp(&b.seed.seed_id));
@@ -430,7 +542,11 @@ impl Totals {
 
     fn update_share(&mut self) {
         let total = self.bytes_from_peers.saturating_add(self.bytes_from_http);
-        self.p2p_share = if total == 0 { 0.0 } else { self.bytes_from_peers as f64 / total as f64 };
+        self.p2p_share = if total == 0 {
+            0.0
+        } else {
+            self.bytes_from_peers as f64 / total as f64
+        };
     }
 }
 

@@ -60,7 +60,13 @@ struct Conn {
 
 impl Conn {
     fn new(app: AppState, addr: IpAddr) -> Self {
-        Conn { app, addr, peer_id: None, rx: None, bad_frames: 0 }
+        Conn {
+            app,
+            addr,
+            peer_id: None,
+            rx: None,
+            bad_frames: 0,
+        }
     }
 
     async fn run(mut self, mut socket: WebSocket) {
@@ -106,7 +112,13 @@ impl Conn {
         // Flush what is already queued (e.g. the last error), then close.
         if let Some(rx) = &mut self.rx {
             while let Ok(text) = rx.try_recv() {
-                if timeout(Duration::from_millis(200), socket.send(Message::Text(text.into()))).await.is_err() {
+                if timeout(
+                    Duration::from_millis(200),
+                    socket.send(Message::Text(text.into())),
+                )
+                .await
+                .is_err()
+                {
                     break;
                 }
             }
@@ -117,7 +129,10 @@ impl Conn {
             Some(LeaveReason::Disconnected) => (1000, "bye"),
             _ => (1008, "removed by the server"),
         };
-        let close = Message::Close(Some(CloseFrame { code, reason: why.into() }));
+        let close = Message::Close(Some(CloseFrame {
+            code,
+            reason: why.into(),
+        }));
         let _ = timeout(Duration::from_millis(500), socket.send(close)).await;
     }
 
@@ -125,7 +140,12 @@ impl Conn {
         match msg {
             Message::Text(text) => self.on_text(socket, text.as_str()).await,
             Message::Binary(b) => {
-                self.bad(socket, ErrorCode::BadMessage, format!("binary frames are not accepted ({} bytes)", b.len())).await
+                self.bad(
+                    socket,
+                    ErrorCode::BadMessage,
+                    format!("binary frames are not accepted ({} bytes)", b.len()),
+                )
+                .await
             }
             Message::Ping(_) | Message::Pong(_) => Step::Continue,
             Message::Close(_) => Step::Close(LeaveReason::Disconnected),
@@ -140,7 +160,13 @@ impl Conn {
         match (&self.peer_id, msg) {
             (None, ClientMsg::Hello { role, seed, .. }) => {
                 if role == Role::Seed && seed.is_none() {
-                    return self.bad(socket, ErrorCode::BadMessage, "a seed's hello must carry `seed` info".into()).await;
+                    return self
+                        .bad(
+                            socket,
+                            ErrorCode::BadMessage,
+                            "a seed's hello must carry `seed` info".into(),
+                        )
+                        .await;
                 }
                 let (tx, rx) = mpsc::channel(OUTBOX_LEN);
                 let group = self.app.config().groups.lookup(self.addr).to_owned();
@@ -152,10 +178,16 @@ impl Conn {
             }
             (None, other) => {
                 let what = msg_name(&other);
-                self.bad(socket, ErrorCode::Protocol, format!("`{what}` before `hello`: send hello first")).await
+                self.bad(
+                    socket,
+                    ErrorCode::Protocol,
+                    format!("`{what}` before `hello`: send hello first"),
+                )
+                .await
             }
             (Some(_), ClientMsg::Hello { .. }) => {
-                self.bad(socket, ErrorCode::Protocol, "hello was already sent".into()).await
+                self.bad(socket, ErrorCode::Protocol, "hello was already sent".into())
+                    .await
             }
             (Some(id), other) => {
                 self.bad_frames = 0;
@@ -176,7 +208,10 @@ impl Conn {
             None => {
                 let text = ServerMsg::Error { code, message }.encode();
                 let limit = crate::send_timeout(self.app.config());
-                if !matches!(timeout(limit, socket.send(Message::Text(text.into()))).await, Ok(Ok(()))) {
+                if !matches!(
+                    timeout(limit, socket.send(Message::Text(text.into()))).await,
+                    Ok(Ok(()))
+                ) {
                     return Step::Close(LeaveReason::Disconnected);
                 }
             }

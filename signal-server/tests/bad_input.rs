@@ -4,7 +4,9 @@ mod common;
 
 use common::*;
 use shoal_signal::Config;
-use swarm_proto::signal::{ClientMsg, ErrorCode, RtcSignal, ServerMsg, MAX_NAME_LEN, MAX_SIGNAL_FRAME};
+use swarm_proto::signal::{
+    ClientMsg, ErrorCode, RtcSignal, ServerMsg, MAX_NAME_LEN, MAX_SIGNAL_FRAME,
+};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Two viewers in swarm "s"; `bad` will misbehave, `good` must not notice.
@@ -21,15 +23,35 @@ async fn pair() -> (std::net::SocketAddr, Client, Client) {
 async fn both_still_work(bad: &mut Client, good: &mut Client) {
     bad.ping().await;
     let signal = RtcSignal::Offer { sdp: "v=0".into() };
-    bad.send(&ClientMsg::Relay { swarm: "s".into(), to: good.peer_id.clone(), signal: signal.clone() }).await;
-    assert_eq!(good.recv().await, ServerMsg::Relay { swarm: "s".into(), from: bad.peer_id.clone(), signal });
+    bad.send(&ClientMsg::Relay {
+        swarm: "s".into(),
+        to: good.peer_id.clone(),
+        signal: signal.clone(),
+    })
+    .await;
+    assert_eq!(
+        good.recv().await,
+        ServerMsg::Relay {
+            swarm: "s".into(),
+            from: bad.peer_id.clone(),
+            signal
+        }
+    );
     good.ping().await;
 }
 
 #[tokio::test]
 async fn malformed_json_gets_bad_message_and_the_connection_still_works() {
     let (_addr, mut bad, mut good) = pair().await;
-    for text in ["{", "not json", "{\"type\":\"nope\"}", "{\"type\":\"join\"}", "[]", "", "{\"type\":\"relay\",\"swarm\":\"s\",\"to\":\"x\",\"signal\":{\"kind\":\"bogus\"}}"] {
+    for text in [
+        "{",
+        "not json",
+        "{\"type\":\"nope\"}",
+        "{\"type\":\"join\"}",
+        "[]",
+        "",
+        "{\"type\":\"relay\",\"swarm\":\"s\",\"to\":\"x\",\"signal\":{\"kind\":\"bogus\"}}",
+    ] {
         bad.send_raw(Message::text(text)).await;
         let msg = bad.expect_error(ErrorCode::BadMessage).await;
         assert!(!msg.is_empty());
@@ -40,7 +62,8 @@ async fn malformed_json_gets_bad_message_and_the_connection_still_works() {
 #[tokio::test]
 async fn bad_field_gets_bad_message() {
     let (_addr, mut bad, mut good) = pair().await;
-    bad.send_raw(Message::text(r#"{"type":"join","swarm":""}"#)).await;
+    bad.send_raw(Message::text(r#"{"type":"join","swarm":""}"#))
+        .await;
     bad.expect_error(ErrorCode::BadMessage).await;
     let long = "x".repeat(MAX_NAME_LEN + 1);
     bad.send(&ClientMsg::Join { swarm: long }).await;
@@ -51,13 +74,21 @@ async fn bad_field_gets_bad_message() {
 #[tokio::test]
 async fn oversized_frame_gets_too_large_and_the_connection_still_works() {
     let (_addr, mut bad, mut good) = pair().await;
-    let big = format!(r#"{{"type":"join","swarm":"{}"}}"#, "a".repeat(MAX_SIGNAL_FRAME));
+    let big = format!(
+        r#"{{"type":"join","swarm":"{}"}}"#,
+        "a".repeat(MAX_SIGNAL_FRAME)
+    );
     bad.send_raw(Message::text(big)).await;
     let msg = bad.expect_error(ErrorCode::TooLarge).await;
     assert!(msg.contains("limit"), "{msg}");
     // An oversized relay is not forwarded either.
     let sdp = "v".repeat(MAX_SIGNAL_FRAME * 2);
-    bad.send(&ClientMsg::Relay { swarm: "s".into(), to: good.peer_id.clone(), signal: RtcSignal::Offer { sdp } }).await;
+    bad.send(&ClientMsg::Relay {
+        swarm: "s".into(),
+        to: good.peer_id.clone(),
+        signal: RtcSignal::Offer { sdp },
+    })
+    .await;
     bad.expect_error(ErrorCode::TooLarge).await;
     both_still_work(&mut bad, &mut good).await;
 }
@@ -71,7 +102,13 @@ async fn huge_frame_beyond_the_websocket_limit_closes_only_that_connection() {
     // The send may fail if the server closes first; either way it must close.
     let _ = futures_util::SinkExt::send(&mut bad.ws, Message::text(huge)).await;
     bad.expect_closed().await;
-    assert_eq!(good.recv().await, ServerMsg::PeerLeft { swarm: "s".into(), peer_id: bad.peer_id.clone() });
+    assert_eq!(
+        good.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "s".into(),
+            peer_id: bad.peer_id.clone()
+        }
+    );
     good.ping().await;
     let mut other = Client::viewer(addr).await;
     other.ping().await;
@@ -90,7 +127,12 @@ async fn message_before_hello_gets_protocol_error_and_hello_still_works() {
     // Nothing was joined: the member of "s" heard nothing, and after hello
     // the client is a normal viewer.
     good.expect_silence(100).await;
-    c.send(&ClientMsg::Hello { role: swarm_proto::signal::Role::Viewer, token: None, seed: None }).await;
+    c.send(&ClientMsg::Hello {
+        role: swarm_proto::signal::Role::Viewer,
+        token: None,
+        seed: None,
+    })
+    .await;
     assert!(matches!(c.recv().await, ServerMsg::Welcome { .. }));
     match c.join("s").await {
         ServerMsg::Joined { peers, .. } => assert_eq!(peers[0].peer_id, good.peer_id),
@@ -101,7 +143,12 @@ async fn message_before_hello_gets_protocol_error_and_hello_still_works() {
 #[tokio::test]
 async fn second_hello_is_a_protocol_error() {
     let (_addr, mut bad, mut good) = pair().await;
-    bad.send(&ClientMsg::Hello { role: swarm_proto::signal::Role::Viewer, token: None, seed: None }).await;
+    bad.send(&ClientMsg::Hello {
+        role: swarm_proto::signal::Role::Viewer,
+        token: None,
+        seed: None,
+    })
+    .await;
     bad.expect_error(ErrorCode::Protocol).await;
     both_still_work(&mut bad, &mut good).await;
 }
@@ -118,7 +165,12 @@ async fn binary_frame_gets_bad_message() {
 async fn seed_hello_without_seed_info_is_refused_as_bad_message() {
     let addr = start(test_config()).await;
     let mut c = Client::connect(addr).await;
-    c.send(&ClientMsg::Hello { role: swarm_proto::signal::Role::Seed, token: None, seed: None }).await;
+    c.send(&ClientMsg::Hello {
+        role: swarm_proto::signal::Role::Seed,
+        token: None,
+        seed: None,
+    })
+    .await;
     c.expect_error(ErrorCode::BadMessage).await;
     // Still before hello.
     c.send(&ClientMsg::Heartbeat).await;
@@ -127,7 +179,11 @@ async fn seed_hello_without_seed_info_is_refused_as_bad_message() {
 
 #[tokio::test]
 async fn too_many_bad_frames_in_a_row_close_the_connection() {
-    let addr = start(Config { max_bad_frames: 5, ..test_config() }).await;
+    let addr = start(Config {
+        max_bad_frames: 5,
+        ..test_config()
+    })
+    .await;
     let mut good = Client::viewer(addr).await;
     good.join("s").await;
     let mut bad = Client::viewer(addr).await;
@@ -144,7 +200,13 @@ async fn too_many_bad_frames_in_a_row_close_the_connection() {
         bad.send_raw(Message::text("{")).await;
     }
     bad.expect_closed().await;
-    assert_eq!(good.recv().await, ServerMsg::PeerLeft { swarm: "s".into(), peer_id: bad.peer_id.clone() });
+    assert_eq!(
+        good.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "s".into(),
+            peer_id: bad.peer_id.clone()
+        }
+    );
     good.ping().await;
 }
 
@@ -164,9 +226,16 @@ async fn default_limit_is_twenty_bad_frames() {
 #[tokio::test]
 async fn report_and_get_peers_on_unjoined_swarm_are_not_joined() {
     let (_addr, mut bad, mut good) = pair().await;
-    bad.send(&ClientMsg::Report { swarm: "zzz".into(), report: Default::default() }).await;
+    bad.send(&ClientMsg::Report {
+        swarm: "zzz".into(),
+        report: Default::default(),
+    })
+    .await;
     bad.expect_error(ErrorCode::NotJoined).await;
-    bad.send(&ClientMsg::Leave { swarm: "zzz".into() }).await;
+    bad.send(&ClientMsg::Leave {
+        swarm: "zzz".into(),
+    })
+    .await;
     bad.expect_error(ErrorCode::NotJoined).await;
     both_still_work(&mut bad, &mut good).await;
 }

@@ -30,8 +30,13 @@ fn binary_prints_listening_line_with_the_real_port_and_answers_healthz() {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(10)).expect("no listening line within 10 s");
-    let url = line.trim_end().strip_prefix("SHOAL_SIGNAL_LISTENING http://").unwrap_or_else(|| panic!("bad line {line:?}"));
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no listening line within 10 s");
+    let url = line
+        .trim_end()
+        .strip_prefix("SHOAL_SIGNAL_LISTENING http://")
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
     let addr: std::net::SocketAddr = url.parse().unwrap();
     assert_eq!(addr.ip().to_string(), "127.0.0.1");
     assert_ne!(addr.port(), 0);
@@ -40,7 +45,8 @@ fn binary_prints_listening_line_with_the_real_port_and_answers_healthz() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(deadline - Instant::now())).unwrap();
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -64,14 +70,23 @@ fn env_var_sets_the_listen_address() {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(10)).expect("no listening line within 10 s");
-    assert!(line.starts_with("SHOAL_SIGNAL_LISTENING http://127.0.0.1:"), "{line:?}");
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no listening line within 10 s");
+    assert!(
+        line.starts_with("SHOAL_SIGNAL_LISTENING http://127.0.0.1:"),
+        "{line:?}"
+    );
     assert!(!line.ends_with(":8080\n"), "{line:?}");
 }
 
 fn run_to_exit(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -87,7 +102,12 @@ fn bad_groups_file_is_a_startup_error_naming_file_and_line() {
     assert!(stderr.contains(p) && stderr.contains("line 3"), "{stderr}");
 
     let missing = dir.join("missing.txt");
-    let (ok, _, stderr) = run_to_exit(&["--listen", "127.0.0.1:0", "--groups", missing.to_str().unwrap()]);
+    let (ok, _, stderr) = run_to_exit(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--groups",
+        missing.to_str().unwrap(),
+    ]);
     assert!(!ok);
     assert!(stderr.contains("missing.txt"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
@@ -95,7 +115,14 @@ fn bad_groups_file_is_a_startup_error_naming_file_and_line() {
 
 #[test]
 fn timeout_not_above_heartbeat_is_a_startup_error() {
-    let (ok, _, stderr) = run_to_exit(&["--listen", "127.0.0.1:0", "--heartbeat-ms", "5000", "--heartbeat-timeout-ms", "5000"]);
+    let (ok, _, stderr) = run_to_exit(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--heartbeat-ms",
+        "5000",
+        "--heartbeat-timeout-ms",
+        "5000",
+    ]);
     assert!(!ok);
     assert!(stderr.contains("--heartbeat-timeout-ms"), "{stderr}");
 }

@@ -9,7 +9,11 @@ use shoal_signal::Config;
 use swarm_proto::signal::{ClientMsg, ServerMsg};
 
 fn short() -> Config {
-    Config { heartbeat_ms: 100, heartbeat_timeout_ms: 400, ..test_config() }
+    Config {
+        heartbeat_ms: 100,
+        heartbeat_timeout_ms: 400,
+        ..test_config()
+    }
 }
 
 #[tokio::test]
@@ -31,14 +35,27 @@ async fn silent_peer_is_removed_and_its_socket_closed() {
             Err(_) => {}
         }
     };
-    assert_eq!(left, ServerMsg::PeerLeft { swarm: "s".into(), peer_id: silent_id });
-    assert!(started.elapsed() >= Duration::from_millis(300), "removed too early: {:?}", started.elapsed());
+    assert_eq!(
+        left,
+        ServerMsg::PeerLeft {
+            swarm: "s".into(),
+            peer_id: silent_id
+        }
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "removed too early: {:?}",
+        started.elapsed()
+    );
     silent.expect_closed().await;
     // The live peer is still there.
     let mut newcomer = Client::viewer(addr).await;
     match newcomer.join("s").await {
         ServerMsg::Joined { peers, .. } => {
-            assert_eq!(peers.iter().map(|p| p.peer_id.clone()).collect::<Vec<_>>(), vec![live.peer_id.clone()])
+            assert_eq!(
+                peers.iter().map(|p| p.peer_id.clone()).collect::<Vec<_>>(),
+                vec![live.peer_id.clone()]
+            )
         }
         _ => unreachable!(),
     }

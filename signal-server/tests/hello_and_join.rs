@@ -8,13 +8,29 @@ use swarm_proto::signal::{ClientMsg, ErrorCode, Role, ServerMsg};
 
 #[tokio::test]
 async fn hello_gets_welcome_with_peer_id_heartbeat_and_group() {
-    let addr = start(Config { heartbeat_ms: 1234, ..test_config() }).await;
+    let addr = start(Config {
+        heartbeat_ms: 1234,
+        ..test_config()
+    })
+    .await;
     let mut c = Client::connect(addr).await;
-    c.send(&ClientMsg::Hello { role: Role::Viewer, token: Some("t".into()), seed: None }).await;
+    c.send(&ClientMsg::Hello {
+        role: Role::Viewer,
+        token: Some("t".into()),
+        seed: None,
+    })
+    .await;
     match c.recv().await {
-        ServerMsg::Welcome { peer_id, heartbeat_ms, group } => {
+        ServerMsg::Welcome {
+            peer_id,
+            heartbeat_ms,
+            group,
+        } => {
             assert_eq!(peer_id.len(), 16);
-            assert!(peer_id.chars().all(|ch| ch.is_ascii_hexdigit()), "{peer_id}");
+            assert!(
+                peer_id.chars().all(|ch| ch.is_ascii_hexdigit()),
+                "{peer_id}"
+            );
             assert_eq!(heartbeat_ms, 1234);
             assert_eq!(group, "loopback");
         }
@@ -84,7 +100,10 @@ async fn get_peers_lists_the_other_members_and_needs_a_join() {
     match a.recv().await {
         ServerMsg::Peers { swarm, peers } => {
             assert_eq!(swarm, "s");
-            assert_eq!(peers.iter().map(|p| p.peer_id.as_str()).collect::<Vec<_>>(), vec![b.peer_id.as_str()]);
+            assert_eq!(
+                peers.iter().map(|p| p.peer_id.as_str()).collect::<Vec<_>>(),
+                vec![b.peer_id.as_str()]
+            );
         }
         other => panic!("expected peers, got {other:?}"),
     }
@@ -92,7 +111,14 @@ async fn get_peers_lists_the_other_members_and_needs_a_join() {
 
 #[tokio::test]
 async fn peer_list_is_capped_by_the_match_rule() {
-    let addr = start(Config { match_rule: MatchRule { enough_same_group: 2, max: 3 }, ..test_config() }).await;
+    let addr = start(Config {
+        match_rule: MatchRule {
+            enough_same_group: 2,
+            max: 3,
+        },
+        ..test_config()
+    })
+    .await;
     let mut clients = Vec::new();
     for _ in 0..6 {
         let mut c = Client::viewer(addr).await;

@@ -38,7 +38,11 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
         stalls: 1,
         stalled_ms: 250,
     };
-    a.send(&ClientMsg::Report { swarm: "movie".into(), report: report.clone() }).await;
+    a.send(&ClientMsg::Report {
+        swarm: "movie".into(),
+        report: report.clone(),
+    })
+    .await;
     a.ping().await; // the report has been handled
     let (status, _, body) = http_get(addr, "/api/swarms").await;
     assert_eq!(status, 200);
@@ -49,11 +53,20 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
     assert_eq!(s["swarm"], "movie");
     let peers = s["peers"].as_array().unwrap();
     assert_eq!(peers.len(), 3);
-    let pa = peers.iter().find(|p| p["peer_id"] == a.peer_id.as_str()).unwrap();
+    let pa = peers
+        .iter()
+        .find(|p| p["peer_id"] == a.peer_id.as_str())
+        .unwrap();
     assert_eq!(pa["role"], "viewer");
     assert_eq!(pa["group"], "loopback");
-    assert_eq!(serde_json::from_value::<PeerReport>(pa["report"].clone()).unwrap(), report);
-    let pb = peers.iter().find(|p| p["peer_id"] == b.peer_id.as_str()).unwrap();
+    assert_eq!(
+        serde_json::from_value::<PeerReport>(pa["report"].clone()).unwrap(),
+        report
+    );
+    let pb = peers
+        .iter()
+        .find(|p| p["peer_id"] == b.peer_id.as_str())
+        .unwrap();
     assert!(pb["report"].is_null());
     assert_eq!(peers.iter().filter(|p| p["role"] == "seed").count(), 1);
     assert_eq!(s["totals"]["peers"], 3);
@@ -65,8 +78,15 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
     assert_eq!(v["connected"]["viewers"], 2);
 
     // A newer report replaces the older one.
-    let newer = PeerReport { bytes_from_peers: 900, ..report };
-    a.send(&ClientMsg::Report { swarm: "movie".into(), report: newer }).await;
+    let newer = PeerReport {
+        bytes_from_peers: 900,
+        ..report
+    };
+    a.send(&ClientMsg::Report {
+        swarm: "movie".into(),
+        report: newer,
+    })
+    .await;
     a.ping().await;
     let (_, _, body) = http_get(addr, "/api/swarms").await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -100,7 +120,12 @@ async fn web_and_pkg_dirs_are_served_with_wasm_mime_and_cors() {
     std::fs::write(web.join("index.html"), "<h1>shoal</h1>").unwrap();
     std::fs::write(pkg.join("shoal_peer_bg.wasm"), b"\0asm\x01\0\0\0").unwrap();
     std::fs::write(pkg.join("shoal_peer.js"), "export default 1;").unwrap();
-    let addr = start(Config { web_dir: Some(web.clone()), pkg_dir: Some(pkg.clone()), ..test_config() }).await;
+    let addr = start(Config {
+        web_dir: Some(web.clone()),
+        pkg_dir: Some(pkg.clone()),
+        ..test_config()
+    })
+    .await;
 
     let (status, head, body) = http_get(addr, "/").await;
     assert_eq!(status, 200);

@@ -14,7 +14,10 @@ async fn leave_sends_peer_left_to_the_others() {
     b.join("s").await;
     c.join("s").await;
     b.send(&ClientMsg::Leave { swarm: "s".into() }).await;
-    let left = ServerMsg::PeerLeft { swarm: "s".into(), peer_id: b.peer_id.clone() };
+    let left = ServerMsg::PeerLeft {
+        swarm: "s".into(),
+        peer_id: b.peer_id.clone(),
+    };
     assert_eq!(a.recv().await, left);
     assert_eq!(c.recv().await, left);
     // The leaver gets nothing, and a newcomer no longer sees it.
@@ -45,8 +48,20 @@ async fn disconnect_sends_peer_left_in_every_swarm() {
     let a_id = a.peer_id.clone();
     a.ws.close(None).await.unwrap();
     drop(a);
-    assert_eq!(b.recv().await, ServerMsg::PeerLeft { swarm: "one".into(), peer_id: a_id.clone() });
-    assert_eq!(c.recv().await, ServerMsg::PeerLeft { swarm: "two".into(), peer_id: a_id });
+    assert_eq!(
+        b.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "one".into(),
+            peer_id: a_id.clone()
+        }
+    );
+    assert_eq!(
+        c.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "two".into(),
+            peer_id: a_id
+        }
+    );
 }
 
 #[tokio::test]
@@ -58,5 +73,11 @@ async fn dropped_tcp_connection_counts_as_disconnect() {
     b.join("s").await;
     let a_id = a.peer_id.clone();
     drop(a); // no close frame
-    assert_eq!(b.recv().await, ServerMsg::PeerLeft { swarm: "s".into(), peer_id: a_id });
+    assert_eq!(
+        b.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "s".into(),
+            peer_id: a_id
+        }
+    );
 }

@@ -19,14 +19,26 @@ async fn viewer_from(server: SocketAddr, local: &str, xff: Option<&str>) -> (Cli
     let tcp = sock.connect(server).await.unwrap();
     let mut req = format!("ws://{server}/ws").into_client_request().unwrap();
     if let Some(x) = xff {
-        req.headers_mut().insert("x-forwarded-for", x.parse().unwrap());
+        req.headers_mut()
+            .insert("x-forwarded-for", x.parse().unwrap());
     }
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)))
-        .await
-        .unwrap()
-        .unwrap();
-    let mut c = Client { ws, peer_id: String::new() };
-    c.send(&ClientMsg::Hello { role: Role::Viewer, token: None, seed: None }).await;
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let mut c = Client {
+        ws,
+        peer_id: String::new(),
+    };
+    c.send(&ClientMsg::Hello {
+        role: Role::Viewer,
+        token: None,
+        seed: None,
+    })
+    .await;
     match c.recv().await {
         ServerMsg::Welcome { peer_id, group, .. } => {
             c.peer_id = peer_id;
@@ -45,8 +57,16 @@ fn table(text: &str) -> GroupTable {
 #[tokio::test]
 async fn group_comes_from_the_table_and_matching_prefers_the_own_group() {
     let groups = table("127.0.0.2/32 isp-a\n127.0.0.3/32 isp-a\n127.0.0.4/32 isp-b\n");
-    let rule = MatchRule { enough_same_group: 1, max: 10 };
-    let addr = start(Config { groups, match_rule: rule, ..test_config() }).await;
+    let rule = MatchRule {
+        enough_same_group: 1,
+        max: 10,
+    };
+    let addr = start(Config {
+        groups,
+        match_rule: rule,
+        ..test_config()
+    })
+    .await;
     let (mut a1, g) = viewer_from(addr, "127.0.0.2", None).await;
     assert_eq!(g, "isp-a");
     let (mut b, g) = viewer_from(addr, "127.0.0.4", None).await;
@@ -77,7 +97,11 @@ async fn group_comes_from_the_table_and_matching_prefers_the_own_group() {
 #[tokio::test]
 async fn forwarded_for_is_used_only_from_trusted_proxies() {
     let groups = table("203.0.113.0/24 isp-doc\n");
-    let config = Config { groups, trusted_proxies: vec!["127.0.0.5/32".parse().unwrap()], ..test_config() };
+    let config = Config {
+        groups,
+        trusted_proxies: vec!["127.0.0.5/32".parse().unwrap()],
+        ..test_config()
+    };
     let addr = start(config).await;
     let (_a, g) = viewer_from(addr, "127.0.0.5", Some("198.51.100.1, 203.0.113.7")).await;
     assert_eq!(g, "isp-doc");

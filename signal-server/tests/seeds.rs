@@ -29,11 +29,37 @@ async fn seed_hello_registers_and_viewers_see_it_in_seeds_and_peers() {
     }
     // The viewer can signal the seed, and the seed can answer.
     let offer = RtcSignal::Offer { sdp: "v=0".into() };
-    v.send(&ClientMsg::Relay { swarm: "movie".into(), to: seed.peer_id.clone(), signal: offer.clone() }).await;
-    assert_eq!(seed.recv().await, ServerMsg::Relay { swarm: "movie".into(), from: v.peer_id.clone(), signal: offer });
-    let answer = RtcSignal::Answer { sdp: "v=0 answer".into() };
-    seed.send(&ClientMsg::Relay { swarm: "movie".into(), to: v.peer_id.clone(), signal: answer.clone() }).await;
-    assert_eq!(v.recv().await, ServerMsg::Relay { swarm: "movie".into(), from: seed.peer_id.clone(), signal: answer });
+    v.send(&ClientMsg::Relay {
+        swarm: "movie".into(),
+        to: seed.peer_id.clone(),
+        signal: offer.clone(),
+    })
+    .await;
+    assert_eq!(
+        seed.recv().await,
+        ServerMsg::Relay {
+            swarm: "movie".into(),
+            from: v.peer_id.clone(),
+            signal: offer
+        }
+    );
+    let answer = RtcSignal::Answer {
+        sdp: "v=0 answer".into(),
+    };
+    seed.send(&ClientMsg::Relay {
+        swarm: "movie".into(),
+        to: v.peer_id.clone(),
+        signal: answer.clone(),
+    })
+    .await;
+    assert_eq!(
+        v.recv().await,
+        ServerMsg::Relay {
+            swarm: "movie".into(),
+            from: seed.peer_id.clone(),
+            signal: answer
+        }
+    );
 
     let (status, _, body) = http_get(addr, "/api/seeds").await;
     assert_eq!(status, 200);
@@ -55,9 +81,18 @@ async fn seed_disconnect_unregisters_it_and_tells_viewers() {
     v.join("movie").await;
     let seed_id = seed.peer_id.clone();
     drop(seed);
-    assert_eq!(v.recv().await, ServerMsg::PeerLeft { swarm: "movie".into(), peer_id: seed_id });
+    assert_eq!(
+        v.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "movie".into(),
+            peer_id: seed_id
+        }
+    );
     let (_, _, body) = http_get(addr, "/api/seeds").await;
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["seeds"], serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["seeds"],
+        serde_json::json!([])
+    );
     let mut w = Client::viewer(addr).await;
     match w.join("movie").await {
         ServerMsg::Joined { peers, seeds, .. } => {
@@ -75,7 +110,13 @@ async fn seed_registering_again_replaces_its_old_connection() {
     let mut v = Client::viewer(addr).await;
     v.join("movie").await;
     let new = Client::seed(addr, seed_info("seed-1", &["movie"])).await;
-    assert_eq!(v.recv().await, ServerMsg::PeerLeft { swarm: "movie".into(), peer_id: old.peer_id.clone() });
+    assert_eq!(
+        v.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "movie".into(),
+            peer_id: old.peer_id.clone()
+        }
+    );
     old.expect_closed().await;
     let mut w = Client::viewer(addr).await;
     match w.join("movie").await {
@@ -96,7 +137,10 @@ async fn two_seeds_of_one_content_are_both_listed() {
     let mut v = Client::viewer(addr).await;
     match v.join("movie").await {
         ServerMsg::Joined { peers, seeds, .. } => {
-            assert_eq!(seeds.iter().map(|s| s.seed_id.as_str()).collect::<Vec<_>>(), vec!["seed-a", "seed-b"]);
+            assert_eq!(
+                seeds.iter().map(|s| s.seed_id.as_str()).collect::<Vec<_>>(),
+                vec!["seed-a", "seed-b"]
+            );
             assert_eq!(peers.iter().filter(|p| p.is_seed).count(), 2);
         }
         _ => unreachable!(),

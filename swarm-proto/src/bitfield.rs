@@ -9,7 +9,10 @@ pub struct Bitfield {
 
 impl Bitfield {
     pub fn new(len: u32) -> Bitfield {
-        Bitfield { len, bytes: vec![0; (len as usize).div_ceil(8)] }
+        Bitfield {
+            len,
+            bytes: vec![0; (len as usize).div_ceil(8)],
+        }
     }
 
     pub fn full(len: u32) -> Bitfield {
@@ -26,7 +29,10 @@ impl Bitfield {
         if bytes.len() != (len as usize).div_ceil(8) {
             return None;
         }
-        let b = Bitfield { len, bytes: bytes.to_vec() };
+        let b = Bitfield {
+            len,
+            bytes: bytes.to_vec(),
+        };
         let spare = b.bytes.len() * 8 - len as usize;
         if spare > 0 && b.bytes[b.bytes.len() - 1] & ((1u8 << spare) - 1) != 0 {
             return None;
@@ -90,6 +96,11 @@ mod tests {
     fn from_bytes_rejects_wrong_length_and_spare_bits() {
         assert!(Bitfield::from_bytes(10, &[0xff]).is_none());
         assert!(Bitfield::from_bytes(10, &[0xff, 0x20]).is_none());
-        assert_eq!(Bitfield::from_bytes(10, &[0xff, 0xc0]).unwrap().count_ones(), 10);
+        assert_eq!(
+            Bitfield::from_bytes(10, &[0xff, 0xc0])
+                .unwrap()
+                .count_ones(),
+            10
+        );
     }
 }

@@ -95,7 +95,9 @@ pub enum VerifyError {
 pub fn valid_content_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn valid_uri(uri: &str) -> bool {
@@ -119,11 +121,17 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// Checks `data` against a manifest entry (size first, then SHA-256).
 pub fn verify_segment(entry: &SegmentEntry, data: &[u8]) -> Result<(), VerifyError> {
     if data.len() as u64 != entry.size {
-        return Err(VerifyError::Size { expected: entry.size, got: data.len() as u64 });
+        return Err(VerifyError::Size {
+            expected: entry.size,
+            got: data.len() as u64,
+        });
     }
     let got = sha256_hex(data);
     if got != entry.sha256 {
-        return Err(VerifyError::Hash { expected: entry.sha256.clone(), got });
+        return Err(VerifyError::Hash {
+            expected: entry.sha256.clone(),
+            got,
+        });
     }
     Ok(())
 }
@@ -162,7 +170,10 @@ impl ManifestParts {
                 return Err(ManifestError::BadHash { uri: e.uri.clone() });
             }
             if e.size == 0 || e.size > MAX_SEGMENT_BYTES {
-                return Err(ManifestError::BadSize { uri: e.uri.clone(), size: e.size });
+                return Err(ManifestError::BadSize {
+                    uri: e.uri.clone(),
+                    size: e.size,
+                });
             }
         }
         Ok(())
@@ -171,7 +182,8 @@ impl ManifestParts {
 
 impl Manifest {
     pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
-        let m: ManifestParts = serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
+        let m: ManifestParts =
+            serde_json::from_str(text).map_err(|e| ManifestError::Json(e.to_string()))?;
         m.validate()
     }
 
@@ -252,7 +264,11 @@ impl Manifest {
     }
 
     pub fn duration_ms(&self) -> u64 {
-        self.parts.segments.iter().map(|s| s.duration_ms as u64).sum()
+        self.parts
+            .segments
+            .iter()
+            .map(|s| s.duration_ms as u64)
+            .sum()
     }
 
     /// The segment that plays at `position_ms` (the last one past the end).
@@ -329,7 +345,12 @@ pub(crate) mod tests {
             playlist: "index.m3u8".into(),
             mime: "video/mp4; codecs=\"avc1.42c01e\"".into(),
             piece_size,
-            init: SegmentEntry { uri: "init.mp4".into(), size: 10, sha256: sha256_hex(&[0; 10]), duration_ms: 0 },
+            init: SegmentEntry {
+                uri: "init.mp4".into(),
+                size: 10,
+                sha256: sha256_hex(&[0; 10]),
+                duration_ms: 0,
+            },
             segments,
         };
         (m, data)
@@ -345,7 +366,10 @@ pub(crate) mod tests {
     fn manifest_rejects_path_traversal_and_bad_hashes() {
         let (mut m, _) = sample_parts(&[100], 1024);
         m.segments[0].uri = "../etc/passwd".into();
-        assert_eq!(m.validate(), Err(ManifestError::BadUri("../etc/passwd".into())));
+        assert_eq!(
+            m.validate(),
+            Err(ManifestError::BadUri("../etc/passwd".into()))
+        );
         let (mut m, _) = sample_parts(&[100], 1024);
         m.segments[0].sha256 = "XYZ".into();
         assert!(matches!(m.validate(), Err(ManifestError::BadHash { .. })));
@@ -355,7 +379,10 @@ pub(crate) mod tests {
         let (mut m, _) = sample_parts(&[100], 1024);
         m.content_id = "a/b".into();
         assert!(matches!(m.validate(), Err(ManifestError::BadContentId(_))));
-        assert!(matches!(Manifest::from_json("{"), Err(ManifestError::Json(_))));
+        assert!(matches!(
+            Manifest::from_json("{"),
+            Err(ManifestError::Json(_))
+        ));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -365,8 +392,14 @@ pub(crate) mod tests {
         assert_eq!(verify_segment(e, &data[0]), Ok(()));
         let mut bad = data[0].clone();
         bad[17] ^= 1;
-        assert!(matches!(verify_segment(e, &bad), Err(VerifyError::Hash { .. })));
-        assert!(matches!(verify_segment(e, &bad[..10]), Err(VerifyError::Size { .. })));
+        assert!(matches!(
+            verify_segment(e, &bad),
+            Err(VerifyError::Hash { .. })
+        ));
+        assert!(matches!(
+            verify_segment(e, &bad[..10]),
+            Err(VerifyError::Size { .. })
+        ));
     }
 
     #[wasm_bindgen_test(unsupported = test)]
@@ -403,7 +436,11 @@ pub(crate) mod tests {
                 end += s.duration_ms as u64;
                 pos < end
             });
-            assert_eq!(t.segment_at(pos).get(), linear.unwrap_or(4) as u32, "at {pos} ms");
+            assert_eq!(
+                t.segment_at(pos).get(),
+                linear.unwrap_or(4) as u32,
+                "at {pos} ms"
+            );
         }
         assert_eq!(t.start_ms(m.segment(3).unwrap()), 3500);
     }

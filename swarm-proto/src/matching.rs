@@ -28,7 +28,10 @@ pub struct MatchRule {
 
 impl Default for MatchRule {
     fn default() -> Self {
-        MatchRule { enough_same_group: 40, max: 50 }
+        MatchRule {
+            enough_same_group: 40,
+            max: 50,
+        }
     }
 }
 
@@ -41,19 +44,34 @@ pub fn select_peers<'a>(
     rng_seed: u64,
 ) -> Vec<&'a str> {
     let mut rng = SmallRng::seed_from_u64(rng_seed);
-    let mut same: Vec<&Candidate<'a>> = candidates.iter().filter(|c| c.peer_id != me && c.group == my_group).collect();
-    let mut other: Vec<&Candidate<'a>> = candidates.iter().filter(|c| c.peer_id != me && c.group != my_group).collect();
+    let mut same: Vec<&Candidate<'a>> = candidates
+        .iter()
+        .filter(|c| c.peer_id != me && c.group == my_group)
+        .collect();
+    let mut other: Vec<&Candidate<'a>> = candidates
+        .iter()
+        .filter(|c| c.peer_id != me && c.group != my_group)
+        .collect();
     same.shuffle(&mut rng);
     other.shuffle(&mut rng);
     let best_first = |a: &&Candidate, b: &&Candidate| {
-        b.upload_rate.cmp(&a.upload_rate).then(b.quality.partial_cmp(&a.quality).unwrap_or(std::cmp::Ordering::Equal))
+        b.upload_rate.cmp(&a.upload_rate).then(
+            b.quality
+                .partial_cmp(&a.quality)
+                .unwrap_or(std::cmp::Ordering::Equal),
+        )
     };
     // Stable sorts keep the random order among equals.
     same.sort_by(best_first);
     other.sort_by(best_first);
     let mut out: Vec<&'a str> = same.iter().take(rule.max).map(|c| c.peer_id).collect();
     if out.len() < rule.enough_same_group {
-        out.extend(other.iter().take(rule.max.saturating_sub(out.len())).map(|c| c.peer_id));
+        out.extend(
+            other
+                .iter()
+                .take(rule.max.saturating_sub(out.len()))
+                .map(|c| c.peer_id),
+        );
     }
     out
 }
@@ -64,13 +82,26 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test;
 
     fn c<'a>(id: &'a str, group: &'a str, rate: u64) -> Candidate<'a> {
-        Candidate { peer_id: id, group, upload_rate: rate, quality: 1.0 }
+        Candidate {
+            peer_id: id,
+            group,
+            upload_rate: rate,
+            quality: 1.0,
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]
     fn same_group_only_when_enough() {
-        let cands = [c("a", "g1", 0), c("b", "g1", 0), c("x", "g2", 100), c("me", "g1", 0)];
-        let rule = MatchRule { enough_same_group: 2, max: 10 };
+        let cands = [
+            c("a", "g1", 0),
+            c("b", "g1", 0),
+            c("x", "g2", 100),
+            c("me", "g1", 0),
+        ];
+        let rule = MatchRule {
+            enough_same_group: 2,
+            max: 10,
+        };
         let mut got = select_peers("me", "g1", &cands, rule, 1);
         got.sort();
         assert_eq!(got, vec!["a", "b"]);
@@ -78,15 +109,35 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn fills_with_other_groups_best_first() {
-        let cands = [c("a", "g1", 0), c("x", "g2", 10), c("y", "g3", 500), c("z", "g2", 50)];
-        let rule = MatchRule { enough_same_group: 3, max: 3 };
-        assert_eq!(select_peers("me", "g1", &cands, rule, 7), vec!["a", "y", "z"]);
+        let cands = [
+            c("a", "g1", 0),
+            c("x", "g2", 10),
+            c("y", "g3", 500),
+            c("z", "g2", 50),
+        ];
+        let rule = MatchRule {
+            enough_same_group: 3,
+            max: 3,
+        };
+        assert_eq!(
+            select_peers("me", "g1", &cands, rule, 7),
+            vec!["a", "y", "z"]
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
     fn same_seed_same_answer() {
-        let cands: Vec<Candidate> = ["a", "b", "c", "d", "e"].iter().map(|id| c(id, "g", 0)).collect();
-        let rule = MatchRule { enough_same_group: 1, max: 3 };
-        assert_eq!(select_peers("me", "g", &cands, rule, 42), select_peers("me", "g", &cands, rule, 42));
+        let cands: Vec<Candidate> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|id| c(id, "g", 0))
+            .collect();
+        let rule = MatchRule {
+            enough_same_group: 1,
+            max: 3,
+        };
+        assert_eq!(
+            select_peers("me", "g", &cands, rule, 42),
+            select_peers("me", "g", &cands, rule, 42)
+        );
     }
 }

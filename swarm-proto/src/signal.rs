@@ -49,8 +49,12 @@ pub struct PeerInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RtcSignal {
-    Offer { sdp: String },
-    Answer { sdp: String },
+    Offer {
+        sdp: String,
+    },
+    Answer {
+        sdp: String,
+    },
     Candidate {
         candidate: String,
         #[serde(default, rename = "sdpMid")]
@@ -83,12 +87,25 @@ pub enum ClientMsg {
         #[serde(default)]
         seed: Option<SeedInfo>,
     },
-    Join { swarm: String },
-    Leave { swarm: String },
-    GetPeers { swarm: String },
-    Relay { swarm: String, to: String, signal: RtcSignal },
+    Join {
+        swarm: String,
+    },
+    Leave {
+        swarm: String,
+    },
+    GetPeers {
+        swarm: String,
+    },
+    Relay {
+        swarm: String,
+        to: String,
+        signal: RtcSignal,
+    },
     Heartbeat,
-    Report { swarm: String, report: PeerReport },
+    Report {
+        swarm: String,
+        report: PeerReport,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,13 +128,34 @@ pub enum ErrorCode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    Welcome { peer_id: String, heartbeat_ms: u64, group: String },
-    Joined { swarm: String, peers: Vec<PeerInfo>, seeds: Vec<SeedInfo> },
-    Peers { swarm: String, peers: Vec<PeerInfo> },
-    Relay { swarm: String, from: String, signal: RtcSignal },
-    PeerLeft { swarm: String, peer_id: String },
+    Welcome {
+        peer_id: String,
+        heartbeat_ms: u64,
+        group: String,
+    },
+    Joined {
+        swarm: String,
+        peers: Vec<PeerInfo>,
+        seeds: Vec<SeedInfo>,
+    },
+    Peers {
+        swarm: String,
+        peers: Vec<PeerInfo>,
+    },
+    Relay {
+        swarm: String,
+        from: String,
+        signal: RtcSignal,
+    },
+    PeerLeft {
+        swarm: String,
+        peer_id: String,
+    },
     HeartbeatAck,
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -141,7 +179,10 @@ impl SignalError {
 
 fn check_name(field: &'static str, s: &str) -> Result<(), SignalError> {
     if s.is_empty() || s.len() > MAX_NAME_LEN {
-        return Err(SignalError::BadField { field, max: MAX_NAME_LEN });
+        return Err(SignalError::BadField {
+            field,
+            max: MAX_NAME_LEN,
+        });
     }
     Ok(())
 }
@@ -152,11 +193,15 @@ impl ClientMsg {
         if text.len() > MAX_SIGNAL_FRAME {
             return Err(SignalError::TooLarge(text.len()));
         }
-        let msg: ClientMsg = serde_json::from_str(text).map_err(|e| SignalError::Malformed(e.to_string()))?;
+        let msg: ClientMsg =
+            serde_json::from_str(text).map_err(|e| SignalError::Malformed(e.to_string()))?;
         match &msg {
             ClientMsg::Hello { token, seed, .. } => {
                 if token.as_ref().is_some_and(|t| t.len() > MAX_TOKEN_LEN) {
-                    return Err(SignalError::BadField { field: "token", max: MAX_TOKEN_LEN });
+                    return Err(SignalError::BadField {
+                        field: "token",
+                        max: MAX_TOKEN_LEN,
+                    });
                 }
                 if let Some(s) = seed {
                     check_name("seed.seed_id", &s.seed_id)?;
@@ -165,9 +210,9 @@ impl ClientMsg {
                     }
                 }
             }
-            ClientMsg::Join { swarm } | ClientMsg::Leave { swarm } | ClientMsg::GetPeers { swarm } => {
-                check_name("swarm", swarm)?
-            }
+            ClientMsg::Join { swarm }
+            | ClientMsg::Leave { swarm }
+            | ClientMsg::GetPeers { swarm } => check_name("swarm", swarm)?,
             ClientMsg::Relay { swarm, to, .. } => {
                 check_name("swarm", swarm)?;
                 check_name("to", to)?;
@@ -196,7 +241,10 @@ impl ServerMsg {
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> ServerMsg {
-        ServerMsg::Error { code, message: message.into() }
+        ServerMsg::Error {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -208,12 +256,22 @@ mod tests {
     #[wasm_bindgen_test(unsupported = test)]
     fn client_messages_round_trip() {
         let msgs = vec![
-            ClientMsg::Hello { role: Role::Viewer, token: Some("t".into()), seed: None },
-            ClientMsg::Join { swarm: "abc".into() },
+            ClientMsg::Hello {
+                role: Role::Viewer,
+                token: Some("t".into()),
+                seed: None,
+            },
+            ClientMsg::Join {
+                swarm: "abc".into(),
+            },
             ClientMsg::Relay {
                 swarm: "abc".into(),
                 to: "p1".into(),
-                signal: RtcSignal::Candidate { candidate: "candidate:1".into(), sdp_mid: Some("0".into()), sdp_mline_index: Some(0) },
+                signal: RtcSignal::Candidate {
+                    candidate: "candidate:1".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_mline_index: Some(0),
+                },
             },
             ClientMsg::Heartbeat,
         ];
@@ -224,19 +282,39 @@ mod tests {
 
     #[wasm_bindgen_test(unsupported = test)]
     fn wire_format_is_stable_json() {
-        let m = ClientMsg::Join { swarm: "abc".into() };
+        let m = ClientMsg::Join {
+            swarm: "abc".into(),
+        };
         assert_eq!(m.encode(), r#"{"type":"join","swarm":"abc"}"#);
         let s = RtcSignal::Offer { sdp: "v=0".into() };
-        assert_eq!(serde_json::to_string(&s).unwrap(), r#"{"kind":"offer","sdp":"v=0"}"#);
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"kind":"offer","sdp":"v=0"}"#
+        );
     }
 
     #[wasm_bindgen_test(unsupported = test)]
     fn bad_frames_are_errors_not_panics() {
-        assert!(matches!(ClientMsg::decode("{"), Err(SignalError::Malformed(_))));
-        assert!(matches!(ClientMsg::decode(r#"{"type":"nope"}"#), Err(SignalError::Malformed(_))));
-        assert!(matches!(ClientMsg::decode(r#"{"type":"join","swarm":""}"#), Err(SignalError::BadField { .. })));
-        let big = format!(r#"{{"type":"join","swarm":"{}"}}"#, "a".repeat(MAX_SIGNAL_FRAME));
-        assert!(matches!(ClientMsg::decode(&big), Err(SignalError::TooLarge(_))));
+        assert!(matches!(
+            ClientMsg::decode("{"),
+            Err(SignalError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientMsg::decode(r#"{"type":"nope"}"#),
+            Err(SignalError::Malformed(_))
+        ));
+        assert!(matches!(
+            ClientMsg::decode(r#"{"type":"join","swarm":""}"#),
+            Err(SignalError::BadField { .. })
+        ));
+        let big = format!(
+            r#"{{"type":"join","swarm":"{}"}}"#,
+            "a".repeat(MAX_SIGNAL_FRAME)
+        );
+        assert!(matches!(
+            ClientMsg::decode(&big),
+            Err(SignalError::TooLarge(_))
+        ));
         assert_eq!(SignalError::TooLarge(1).code(), ErrorCode::TooLarge);
     }
 }

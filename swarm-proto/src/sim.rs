@@ -77,7 +77,10 @@ pub struct SimResult {
 
 impl SimResult {
     pub fn downloaded(&self) -> u64 {
-        self.viewers.iter().map(|v| v.stats.bytes_from_peers + v.stats.bytes_from_seed + v.stats.bytes_from_http).sum()
+        self.viewers
+            .iter()
+            .map(|v| v.stats.bytes_from_peers + v.stats.bytes_from_seed + v.stats.bytes_from_http)
+            .sum()
     }
     pub fn p2p_share(&self) -> f64 {
         let p2p: u64 = self.viewers.iter().map(|v| v.stats.bytes_from_peers).sum();
@@ -92,10 +95,22 @@ impl SimResult {
 enum Ev {
     Join(usize),
     Connect(usize, usize),
-    Deliver { from: usize, to: usize, data: Vec<u8> },
-    Http { to: usize, res: Resource },
-    Loaded { seg: u32 },
-    Closed { to: usize, from: usize },
+    Deliver {
+        from: usize,
+        to: usize,
+        data: Vec<u8>,
+    },
+    Http {
+        to: usize,
+        res: Resource,
+    },
+    Loaded {
+        seg: u32,
+    },
+    Closed {
+        to: usize,
+        from: usize,
+    },
     Tick(usize),
 }
 
@@ -140,7 +155,10 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
         push(&mut q, (v as u64 - 1) * cfg.join_gap_ms, Ev::Join(v));
     }
     let end = (cfg.viewers as u64 - 1) * cfg.join_gap_ms + cfg.watch_ms + 1;
-    let mut res = SimResult { copy_bytes: copy_bytes(&manifest, cfg.watch_ms), ..Default::default() };
+    let mut res = SimResult {
+        copy_bytes: copy_bytes(&manifest, cfg.watch_ms),
+        ..Default::default()
+    };
     let mut events = 0u64;
     let mut res_acc = 0u64;
     let res_bytes = |acc: &mut u64, n: u64| *acc += n;
@@ -154,9 +172,13 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
         match ev {
             Ev::Join(v) => {
                 nodes[v].joined_at = Some(now);
-                nodes[v].engine.handle_input(now, Input::Playhead { position_ms: 0 });
+                nodes[v]
+                    .engine
+                    .handle_input(now, Input::Playhead { position_ms: 0 });
                 touched.push(v);
-                let others: Vec<usize> = (0..v).filter(|&o| (o > 0 || cfg.seed_peer) && !nodes[o].left).collect();
+                let others: Vec<usize> = (0..v)
+                    .filter(|&o| (o > 0 || cfg.seed_peer) && !nodes[o].left)
+                    .collect();
                 for o in others {
                     push(&mut q, now + cfg.connect_ms, Ev::Connect(v, o));
                 }
@@ -167,8 +189,22 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     continue;
                 }
                 let (ida, idb) = (format!("node-{a}"), format!("node-{b}"));
-                nodes[a].engine.handle_input(now, Input::PeerConnected { peer: b as PeerKey, remote_id: &idb, is_seed: b == 0 });
-                nodes[b].engine.handle_input(now, Input::PeerConnected { peer: a as PeerKey, remote_id: &ida, is_seed: a == 0 });
+                nodes[a].engine.handle_input(
+                    now,
+                    Input::PeerConnected {
+                        peer: b as PeerKey,
+                        remote_id: &idb,
+                        is_seed: b == 0,
+                    },
+                );
+                nodes[b].engine.handle_input(
+                    now,
+                    Input::PeerConnected {
+                        peer: a as PeerKey,
+                        remote_id: &ida,
+                        is_seed: a == 0,
+                    },
+                );
                 touched.extend([a, b]);
             }
             Ev::Deliver { from, to, data } => {
@@ -176,10 +212,26 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     continue;
                 }
                 // What `to` still has queued on its uplink (shared by all its peers).
-                let rate = if to == 0 { cfg.http_bps } else { cfg.viewer_upload_bps };
+                let rate = if to == 0 {
+                    cfg.http_bps
+                } else {
+                    cfg.viewer_upload_bps
+                };
                 let backlog = nodes[to].uplink_free_at.saturating_sub(now) * rate / 1000;
-                nodes[to].engine.handle_input(now, Input::PeerBuffered { peer: from as PeerKey, bytes: backlog });
-                nodes[to].engine.handle_input(now, Input::PeerData { peer: from as PeerKey, data: &data });
+                nodes[to].engine.handle_input(
+                    now,
+                    Input::PeerBuffered {
+                        peer: from as PeerKey,
+                        bytes: backlog,
+                    },
+                );
+                nodes[to].engine.handle_input(
+                    now,
+                    Input::PeerData {
+                        peer: from as PeerKey,
+                        data: &data,
+                    },
+                );
                 touched.push(to);
             }
             Ev::Http { to, res } => {
@@ -187,17 +239,30 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     Resource::Init => SYNTHETIC_INIT.to_vec(),
                     Resource::Segment(s) => data[s.index()].clone(),
                 };
-                nodes[to].engine.handle_input(now, Input::HttpDone { res, data: body });
+                nodes[to]
+                    .engine
+                    .handle_input(now, Input::HttpDone { res, data: body });
                 touched.push(to);
             }
             Ev::Loaded { seg } => {
                 let s = manifest.segment(seg).unwrap();
-                nodes[0].engine.handle_input(now, Input::Loaded { seg: s, data: data[seg as usize].clone() });
+                nodes[0].engine.handle_input(
+                    now,
+                    Input::Loaded {
+                        seg: s,
+                        data: data[seg as usize].clone(),
+                    },
+                );
                 touched.push(0);
             }
             Ev::Closed { to, from } => {
                 if !nodes[to].left {
-                    nodes[to].engine.handle_input(now, Input::PeerClosed { peer: from as PeerKey });
+                    nodes[to].engine.handle_input(
+                        now,
+                        Input::PeerClosed {
+                            peer: from as PeerKey,
+                        },
+                    );
                     touched.push(to);
                 }
             }
@@ -211,7 +276,9 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     n.left = true;
                     n.result.stats = n.engine.stats();
                     for o in (0..nodes.len()).filter(|&o| o != v) {
-                        nodes[o].engine.handle_input(now, Input::PeerClosed { peer: v as PeerKey });
+                        nodes[o]
+                            .engine
+                            .handle_input(now, Input::PeerClosed { peer: v as PeerKey });
                         touched.push(o);
                     }
                 } else {
@@ -221,18 +288,21 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                             n.position_ms = want;
                             if n.stalled {
                                 n.stalled = false;
-                                n.engine.handle_input(now, Input::Media(MediaEvent::Playing));
+                                n.engine
+                                    .handle_input(now, Input::Media(MediaEvent::Playing));
                             }
                         } else {
                             n.position_ms = n.buffered_to_ms;
                             if !n.stalled && n.position_ms < manifest.duration_ms() {
                                 n.stalled = true;
-                                n.engine.handle_input(now, Input::Media(MediaEvent::Waiting));
+                                n.engine
+                                    .handle_input(now, Input::Media(MediaEvent::Waiting));
                             }
                         }
                     }
                     let pos = n.position_ms;
-                    n.engine.handle_input(now, Input::Playhead { position_ms: pos });
+                    n.engine
+                        .handle_input(now, Input::Playhead { position_ms: pos });
                     touched.push(v);
                     push(&mut q, now + cfg.step_ms, Ev::Tick(v));
                 }
@@ -252,11 +322,19 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                                 data[last] ^= 0x55;
                             }
                         }
-                        let rate = if i == 0 { cfg.http_bps } else { cfg.viewer_upload_bps };
+                        let rate = if i == 0 {
+                            cfg.http_bps
+                        } else {
+                            cfg.viewer_upload_bps
+                        };
                         let start = nodes[i].uplink_free_at.max(now);
                         let done = start + data.len() as u64 * 1000 / rate.max(1);
                         nodes[i].uplink_free_at = done;
-                        push(&mut q, done + cfg.link_latency_ms, Ev::Deliver { from: i, to, data });
+                        push(
+                            &mut q,
+                            done + cfg.link_latency_ms,
+                            Ev::Deliver { from: i, to, data },
+                        );
                     }
                     Output::HttpFetch { res } => {
                         let size = match res {
@@ -264,24 +342,46 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                             Resource::Segment(s) => data[s.index()].len() as u64,
                         };
                         res_bytes(&mut res_acc, size);
-                        push(&mut q, now + cfg.http_latency_ms + size * 1000 / cfg.http_bps, Ev::Http { to: i, res });
+                        push(
+                            &mut q,
+                            now + cfg.http_latency_ms + size * 1000 / cfg.http_bps,
+                            Ev::Http { to: i, res },
+                        );
                     }
                     Output::Load { seg } => push(&mut q, now + 1, Ev::Loaded { seg: seg.get() }),
-                    Output::AppendInit { .. } | Output::RemoveMedia { .. } | Output::EndOfStream => {}
+                    Output::AppendInit { .. }
+                    | Output::RemoveMedia { .. }
+                    | Output::EndOfStream => {}
                     Output::Append { seg, .. } => {
                         let n = &mut nodes[i];
-                        n.buffered_to_ms = timeline.start_ms(seg) + manifest.entry(seg).duration_ms as u64;
+                        n.buffered_to_ms =
+                            timeline.start_ms(seg) + manifest.entry(seg).duration_ms as u64;
                         if n.started_at.is_none() {
                             n.started_at = Some(now);
-                            n.engine.handle_input(now, Input::Media(MediaEvent::Playing));
+                            n.engine
+                                .handle_input(now, Input::Media(MediaEvent::Playing));
                         }
                     }
                     Output::DropPeer { peer, .. } => {
                         nodes[i].result.dropped.push(peer as usize);
-                        push(&mut q, now + cfg.link_latency_ms, Ev::Closed { to: peer as usize, from: i });
+                        push(
+                            &mut q,
+                            now + cfg.link_latency_ms,
+                            Ev::Closed {
+                                to: peer as usize,
+                                from: i,
+                            },
+                        );
                     }
                     Output::ClosePeer { peer, .. } => {
-                        push(&mut q, now + cfg.link_latency_ms, Ev::Closed { to: peer as usize, from: i });
+                        push(
+                            &mut q,
+                            now + cfg.link_latency_ms,
+                            Ev::Closed {
+                                to: peer as usize,
+                                from: i,
+                            },
+                        );
                     }
                 }
             }
@@ -294,7 +394,8 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
             n.result.stats = n.engine.stats();
         }
         let st = &n.result.stats;
-        (n.result.startup_ms, n.result.stalls, n.result.stalled_ms) = (st.startup_ms, st.stalls, st.stalled_ms);
+        (n.result.startup_ms, n.result.stalls, n.result.stalled_ms) =
+            (st.startup_ms, st.stalls, st.stalled_ms);
         res.viewers.push(std::mem::take(&mut n.result));
     }
     res
@@ -319,14 +420,22 @@ pub const SYNTHETIC_INIT: [u8; 16] = [0; 16];
 /// Synthetic content for tests and benchmarks: segments of the given sizes,
 /// 2 s each, with deterministic bytes, and a manifest over them (its init
 /// segment is [`SYNTHETIC_INIT`]).
-pub fn synthetic_content(segment_sizes: &[usize], piece_size: u32) -> (Arc<Manifest>, Vec<Vec<u8>>) {
+pub fn synthetic_content(
+    segment_sizes: &[usize],
+    piece_size: u32,
+) -> (Arc<Manifest>, Vec<Vec<u8>>) {
     use crate::manifest::{sha256_hex, ManifestParts, SegmentEntry, MANIFEST_VERSION};
     let data: Vec<Vec<u8>> = segment_sizes
         .iter()
         .enumerate()
         .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7 + j / 251) as u8).collect())
         .collect();
-    let entry = |uri: String, d: &[u8], duration_ms| SegmentEntry { uri, size: d.len() as u64, sha256: sha256_hex(d), duration_ms };
+    let entry = |uri: String, d: &[u8], duration_ms| SegmentEntry {
+        uri,
+        size: d.len() as u64,
+        sha256: sha256_hex(d),
+        duration_ms,
+    };
     let m = ManifestParts {
         version: MANIFEST_VERSION,
         content_id: "synthetic".into(),
@@ -335,7 +444,14 @@ pub fn synthetic_content(segment_sizes: &[usize], piece_size: u32) -> (Arc<Manif
         mime: "video/mp4; codecs=\"avc1.42c01e\"".into(),
         piece_size,
         init: entry("init.mp4".into(), &SYNTHETIC_INIT, 0),
-        segments: data.iter().enumerate().map(|(i, d)| entry(format!("seg_{i:05}.m4s"), d, 2000)).collect(),
+        segments: data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| entry(format!("seg_{i:05}.m4s"), d, 2000))
+            .collect(),
     };
-    (Arc::new(m.validate().expect("synthetic manifest is valid")), data)
+    (
+        Arc::new(m.validate().expect("synthetic manifest is valid")),
+        data,
+    )
 }

@@ -26,13 +26,31 @@ const MAX_CONTENT_ID: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
-    Hello { content_id: &'a str, segments: u32 },
+    Hello {
+        content_id: &'a str,
+        segments: u32,
+    },
     Bitfield(Bitfield),
-    Have { seg: u32 },
-    Request { seg: u32, piece: u32 },
-    Piece { seg: u32, piece: u32, data: &'a [u8] },
-    Cancel { seg: u32, piece: u32 },
-    Reject { seg: u32, piece: u32 },
+    Have {
+        seg: u32,
+    },
+    Request {
+        seg: u32,
+        piece: u32,
+    },
+    Piece {
+        seg: u32,
+        piece: u32,
+        data: &'a [u8],
+    },
+    Cancel {
+        seg: u32,
+        piece: u32,
+    },
+    Reject {
+        seg: u32,
+        piece: u32,
+    },
     Bye,
 }
 
@@ -47,7 +65,11 @@ pub enum WireError {
     #[error("message of {got} bytes is over the {MAX_MESSAGE_BYTES}-byte limit")]
     TooLarge { got: usize },
     #[error("{what}: expected {expected} bytes, got {got}")]
-    Length { what: &'static str, expected: usize, got: usize },
+    Length {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("{what} is invalid")]
     Invalid { what: &'static str },
 }
@@ -60,7 +82,11 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.buf.len() < n {
-            return Err(WireError::Length { what: self.what, expected: n, got: self.buf.len() });
+            return Err(WireError::Length {
+                what: self.what,
+                expected: n,
+                got: self.buf.len(),
+            });
         }
         let (head, rest) = self.buf.split_at(n);
         self.buf = rest;
@@ -77,9 +103,19 @@ impl<'a> Reader<'a> {
         if self.buf.is_empty() {
             Ok(())
         } else {
-            Err(WireError::Length { what: self.what, expected: 0, got: self.buf.len() })
+            Err(WireError::Length {
+                what: self.what,
+                expected: 0,
+                got: self.buf.len(),
+            })
         }
     }
+}
+
+/// Whether `buf` is an encoded [`Message::Piece`] (by its header only): how
+/// a sender tells media from control traffic without decoding.
+pub fn is_piece(buf: &[u8]) -> bool {
+    buf.len() > 10 && buf[0] == WIRE_VERSION && buf[1] == 5
 }
 
 /// Decodes one whole data-channel message.
@@ -91,7 +127,11 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
     if version != WIRE_VERSION {
         return Err(WireError::Version { got: version });
     }
-    let (&kind, body) = rest.split_first().ok_or(WireError::Length { what: "kind", expected: 1, got: 0 })?;
+    let (&kind, body) = rest.split_first().ok_or(WireError::Length {
+        what: "kind",
+        expected: 1,
+        got: 0,
+    })?;
     let seg_piece = |what| -> Result<(u32, u32), WireError> {
         let mut r = Reader { buf: body, what };
         let v = (r.u32()?, r.u32()?);
@@ -100,28 +140,48 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
     };
     Ok(match kind {
         1 => {
-            let mut r = Reader { buf: body, what: "hello" };
+            let mut r = Reader {
+                buf: body,
+                what: "hello",
+            };
             let n = r.u8()? as usize;
             if n > MAX_CONTENT_ID {
-                return Err(WireError::Invalid { what: "hello content id length" });
+                return Err(WireError::Invalid {
+                    what: "hello content id length",
+                });
             }
-            let id = std::str::from_utf8(r.take(n)?).map_err(|_| WireError::Invalid { what: "hello content id" })?;
+            let id = std::str::from_utf8(r.take(n)?).map_err(|_| WireError::Invalid {
+                what: "hello content id",
+            })?;
             let segments = r.u32()?;
             r.end()?;
-            Message::Hello { content_id: id, segments }
+            Message::Hello {
+                content_id: id,
+                segments,
+            }
         }
         2 => {
-            let mut r = Reader { buf: body, what: "bitfield" };
+            let mut r = Reader {
+                buf: body,
+                what: "bitfield",
+            };
             let len = r.u32()?;
             if len as usize > MAX_SEGMENTS {
-                return Err(WireError::Invalid { what: "bitfield length" });
+                return Err(WireError::Invalid {
+                    what: "bitfield length",
+                });
             }
             let bytes = r.take((len as usize).div_ceil(8))?;
             r.end()?;
-            Message::Bitfield(Bitfield::from_bytes(len, bytes).ok_or(WireError::Invalid { what: "bitfield spare bits" })?)
+            Message::Bitfield(Bitfield::from_bytes(len, bytes).ok_or(WireError::Invalid {
+                what: "bitfield spare bits",
+            })?)
         }
         3 => {
-            let mut r = Reader { buf: body, what: "have" };
+            let mut r = Reader {
+                buf: body,
+                what: "have",
+            };
             let seg = r.u32()?;
             r.end()?;
             Message::Have { seg }
@@ -131,13 +191,22 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
             Message::Request { seg, piece }
         }
         5 => {
-            let mut r = Reader { buf: body, what: "piece" };
+            let mut r = Reader {
+                buf: body,
+                what: "piece",
+            };
             let seg = r.u32()?;
             let piece = r.u32()?;
             if r.buf.is_empty() {
-                return Err(WireError::Invalid { what: "empty piece" });
+                return Err(WireError::Invalid {
+                    what: "empty piece",
+                });
             }
-            Message::Piece { seg, piece, data: r.buf }
+            Message::Piece {
+                seg,
+                piece,
+                data: r.buf,
+            }
         }
         6 => {
             let (seg, piece) = seg_piece("cancel")?;
@@ -148,7 +217,11 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
             Message::Reject { seg, piece }
         }
         8 => {
-            Reader { buf: body, what: "bye" }.end()?;
+            Reader {
+                buf: body,
+                what: "bye",
+            }
+            .end()?;
             Message::Bye
         }
         k => return Err(WireError::UnknownKind(k)),
@@ -166,8 +239,14 @@ pub fn encode(msg: &Message<'_>) -> Vec<u8> {
         out.extend_from_slice(&piece.to_be_bytes());
     };
     match msg {
-        Message::Hello { content_id, segments } => {
-            assert!(content_id.len() <= MAX_CONTENT_ID, "content id over {MAX_CONTENT_ID} bytes");
+        Message::Hello {
+            content_id,
+            segments,
+        } => {
+            assert!(
+                content_id.len() <= MAX_CONTENT_ID,
+                "content id over {MAX_CONTENT_ID} bytes"
+            );
             out.push(1);
             out.push(content_id.len() as u8);
             out.extend_from_slice(content_id.as_bytes());
@@ -184,7 +263,10 @@ pub fn encode(msg: &Message<'_>) -> Vec<u8> {
         }
         Message::Request { seg, piece } => sp(&mut out, 4, *seg, *piece),
         Message::Piece { seg, piece, data } => {
-            assert!(data.len() <= MAX_PIECE_BYTES as usize, "piece over {MAX_PIECE_BYTES} bytes");
+            assert!(
+                data.len() <= MAX_PIECE_BYTES as usize,
+                "piece over {MAX_PIECE_BYTES} bytes"
+            );
             out.reserve(data.len());
             sp(&mut out, 5, *seg, *piece);
             out.extend_from_slice(data);
@@ -198,6 +280,24 @@ pub fn encode(msg: &Message<'_>) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn is_piece_tells_pieces_from_control_messages() {
+        assert!(is_piece(&encode(&Message::Piece {
+            seg: 1,
+            piece: 2,
+            data: b"x"
+        })));
+        for m in [
+            Message::Request { seg: 1, piece: 2 },
+            Message::Reject { seg: 1, piece: 2 },
+            Message::Have { seg: 3 },
+            Message::Bye,
+        ] {
+            assert!(!is_piece(&encode(&m)), "{m:?}");
+        }
+        assert!(!is_piece(&[]));
+    }
+
     use super::*;
     use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -208,11 +308,18 @@ mod tests {
         bf.set(12);
         let data = vec![7u8; 1000];
         let msgs = [
-            Message::Hello { content_id: "abc-1", segments: 60 },
+            Message::Hello {
+                content_id: "abc-1",
+                segments: 60,
+            },
             Message::Bitfield(bf),
             Message::Have { seg: 9 },
             Message::Request { seg: 1, piece: 2 },
-            Message::Piece { seg: 1, piece: 2, data: &data },
+            Message::Piece {
+                seg: 1,
+                piece: 2,
+                data: &data,
+            },
             Message::Cancel { seg: 3, piece: 4 },
             Message::Reject { seg: 5, piece: 6 },
             Message::Bye,
@@ -227,11 +334,45 @@ mod tests {
         assert_eq!(decode(&[]), Err(WireError::Empty));
         assert_eq!(decode(&[2, 3]), Err(WireError::Version { got: 2 }));
         assert_eq!(decode(&[1, 99]), Err(WireError::UnknownKind(99)));
-        assert_eq!(decode(&[1, 3, 0, 0]), Err(WireError::Length { what: "have", expected: 4, got: 2 }));
-        assert_eq!(decode(&[1, 3, 0, 0, 0, 1, 9]), Err(WireError::Length { what: "have", expected: 0, got: 1 }));
-        assert_eq!(decode(&[1, 5, 0, 0, 0, 1, 0, 0, 0, 1]), Err(WireError::Invalid { what: "empty piece" }));
-        assert_eq!(decode(&vec![1; MAX_MESSAGE_BYTES + 1]), Err(WireError::TooLarge { got: MAX_MESSAGE_BYTES + 1 }));
-        assert_eq!(decode(&[1, 2, 255, 255, 255, 255]), Err(WireError::Invalid { what: "bitfield length" }));
-        assert_eq!(decode(&[1, 1, 200]), Err(WireError::Invalid { what: "hello content id length" }));
+        assert_eq!(
+            decode(&[1, 3, 0, 0]),
+            Err(WireError::Length {
+                what: "have",
+                expected: 4,
+                got: 2
+            })
+        );
+        assert_eq!(
+            decode(&[1, 3, 0, 0, 0, 1, 9]),
+            Err(WireError::Length {
+                what: "have",
+                expected: 0,
+                got: 1
+            })
+        );
+        assert_eq!(
+            decode(&[1, 5, 0, 0, 0, 1, 0, 0, 0, 1]),
+            Err(WireError::Invalid {
+                what: "empty piece"
+            })
+        );
+        assert_eq!(
+            decode(&vec![1; MAX_MESSAGE_BYTES + 1]),
+            Err(WireError::TooLarge {
+                got: MAX_MESSAGE_BYTES + 1
+            })
+        );
+        assert_eq!(
+            decode(&[1, 2, 255, 255, 255, 255]),
+            Err(WireError::Invalid {
+                what: "bitfield length"
+            })
+        );
+        assert_eq!(
+            decode(&[1, 1, 200]),
+            Err(WireError::Invalid {
+                what: "hello content id length"
+            })
+        );
     }
 }

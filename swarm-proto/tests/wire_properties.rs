@@ -6,12 +6,21 @@ use swarm_proto::wire::{decode, encode, Message, MAX_MESSAGE_BYTES};
 use swarm_proto::Bitfield;
 
 fn message() -> impl Strategy<Value = (u8, u32, u32, Vec<u8>, String)> {
-    (1u8..=8, any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 1..2048), "[a-z0-9-]{0,64}")
+    (
+        1u8..=8,
+        any::<u32>(),
+        any::<u32>(),
+        prop::collection::vec(any::<u8>(), 1..2048),
+        "[a-z0-9-]{0,64}",
+    )
 }
 
 fn build<'a>(kind: u8, a: u32, b: u32, data: &'a [u8], id: &'a str) -> Message<'a> {
     match kind {
-        1 => Message::Hello { content_id: id, segments: a },
+        1 => Message::Hello {
+            content_id: id,
+            segments: a,
+        },
         2 => {
             let mut bf = Bitfield::new(b % 5000);
             for (i, x) in data.iter().enumerate() {
@@ -23,7 +32,11 @@ fn build<'a>(kind: u8, a: u32, b: u32, data: &'a [u8], id: &'a str) -> Message<'
         }
         3 => Message::Have { seg: a },
         4 => Message::Request { seg: a, piece: b },
-        5 => Message::Piece { seg: a, piece: b, data },
+        5 => Message::Piece {
+            seg: a,
+            piece: b,
+            data,
+        },
         6 => Message::Cancel { seg: a, piece: b },
         7 => Message::Reject { seg: a, piece: b },
         _ => Message::Bye,

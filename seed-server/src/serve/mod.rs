@@ -11,13 +11,16 @@
 //! - Nothing is read from disk up front: the engine asks for a segment with
 //!   `Output::Load`, the file is read then, and the engine verifies it and
 //!   keeps at most `Config::store_max_bytes` of segments per content.
+//! - Segments in memory are bounded over the whole library:
+//!   [`HubConfig::cache_bytes`] shared equally by the contents.
 //! - Every connection holds a slot from admission until its task ends: at
 //!   most [`HubConfig::capacity`] in total and
 //!   [`HubConfig::max_conns_per_peer`] per signaling peer id (a further
 //!   offer from that id is refused, not swapped for an older connection). A
 //!   slot is freed when the viewer leaves, its channel fails to open within
-//!   [`HubConfig::handshake_timeout`], or the engine closes it (bye, idle,
-//!   misbehaviour).
+//!   [`HubConfig::handshake_timeout`], the engine closes it (bye, idle,
+//!   misbehaviour), or, at capacity, a new viewer takes it after
+//!   [`HubConfig::evict_idle_after`] with nothing sent on it.
 //! - Each viewer has its own send queue and sending task, so one slow
 //!   viewer never blocks the others. The queue's size is reported to the
 //!   engine (`Input::PeerBuffered`) before each message of that viewer and
@@ -62,6 +65,13 @@ pub const MAX_CONCURRENT_LOADS: usize = 8;
 pub const DEFAULT_MAX_CONNS_PER_PEER: usize = 2;
 /// Default of [`HubConfig::handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default of [`HubConfig::evict_idle_after`].
+pub const DEFAULT_EVICT_IDLE_AFTER: Duration = Duration::from_secs(10);
+/// Default of [`HubConfig::cache_bytes`].
+pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
+/// The least segment cache one content gets, however many there are (two
+/// viewers far apart in one video each need a few segments cached).
+pub const MIN_CONTENT_CACHE_BYTES: usize = 8 << 20;
 
 /// An ICE candidate trickled by a viewer, relayed by the signaling client.
 #[derive(Clone, Debug)]
@@ -81,7 +91,14 @@ pub struct HubConfig {
     /// A connection whose data channel has not opened this long after the
     /// answer is closed and its slot freed.
     pub handshake_timeout: Duration,
-    /// The engine of every content (its `max_peers` is raised to `capacity`).
+    /// At capacity, a new offer takes the slot of a connection that has
+    /// had nothing sent to it for this long (the longest idle first).
+    pub evict_idle_after: Duration,
+    /// Verified segments kept in memory over all contents, shared equally
+    /// (each content gets at least [`MIN_CONTENT_CACHE_BYTES`]).
+    pub cache_bytes: usize,
+    /// The engine of every content (its `max_peers` is raised to `capacity`,
+    /// its `store_max_bytes` set from `cache_bytes`).
     pub engine: Config,
 }
 
@@ -91,9 +108,16 @@ impl HubConfig {
             capacity,
             max_conns_per_peer: DEFAULT_MAX_CONNS_PER_PEER,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            evict_idle_after: DEFAULT_EVICT_IDLE_AFTER,
+            cache_bytes: DEFAULT_CACHE_BYTES,
             engine: Config::default(),
         }
     }
+}
+
+/// Each content's share of a `total` cache over `contents` contents.
+fn content_cache_bytes(total: usize, contents: usize) -> usize {
+    (total / contents.max(1)).max(MIN_CONTENT_CACHE_BYTES)
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,6 +142,12 @@ impl SwarmHub {
         let loads = Arc::new(Semaphore::new(MAX_CONCURRENT_LOADS));
         let mut engine_cfg = cfg.engine.clone();
         engine_cfg.max_peers = engine_cfg.max_peers.max(cfg.capacity as usize);
+        engine_cfg.store_max_bytes = content_cache_bytes(cfg.cache_bytes, library.published.len());
+        info!(
+            contents = library.published.len(),
+            per_content_mb = engine_cfg.store_max_bytes >> 20,
+            "segment cache"
+        );
         let mut swarms = HashMap::new();
         for p in &library.published {
             let manifest = Arc::new(p.manifest.clone());
@@ -186,8 +216,9 @@ impl SwarmHub {
         let limits = Limits {
             capacity: self.cfg.capacity,
             per_peer: self.cfg.max_conns_per_peer,
+            evict_idle_after_ms: self.cfg.evict_idle_after.as_millis() as Millis,
         };
-        slots::admit(&self.slots, limits, &self.stats, remote_id)
+        slots::admit(&self.slots, limits, &self.stats, self.clock, remote_id)
     }
 
     /// Runs the engines' timers until the hub is dropped everywhere else.

@@ -32,6 +32,8 @@ pub enum Ending {
     SendFailed(String),
     /// Its data channel did not open in time.
     HandshakeTimeout(Duration),
+    /// The seed was full and its slot, idle, went to another viewer.
+    Evicted,
     /// The connection closed on the remote side or failed.
     Gone,
 }
@@ -49,6 +51,10 @@ impl std::fmt::Display for Ending {
             Ending::HandshakeTimeout(d) => {
                 write!(f, "data channel did not open within {} ms", d.as_millis())
             }
+            Ending::Evicted => write!(
+                f,
+                "idle while the seed was full: its slot went to a new viewer"
+            ),
             Ending::Gone => write!(f, "connection closed by the viewer or failed"),
         }
     }
@@ -149,14 +155,21 @@ impl ViewerTask {
 
         let sender = conn.sender.clone();
         let send_end = end.clone();
+        let activity = slot.activity();
         let send_task = tokio::spawn(async move {
             while let Some(data) = rx.recv().await {
                 let len = data.len();
+                // Only media counts as activity: a connection that asks for
+                // nothing is idle, whatever else it exchanges.
+                let media = swarm_proto::wire::is_piece(&data);
                 let res = sender.send(data).await;
                 queued.fetch_sub(len, Relaxed);
                 match res {
                     Ok(()) => {
                         stats.rtc_bytes.fetch_add(len as u64, Relaxed);
+                        if media {
+                            activity.touch();
+                        }
                     }
                     Err(e) => {
                         send_end.end(Ending::SendFailed(e.to_string()));
@@ -206,6 +219,7 @@ impl ViewerTask {
                     None => candidates_open = false,
                 },
                 why = end.wait() => break why,
+                _ = slot.evicted() => break Ending::Evicted,
             }
         };
         swarm.remove_link(key);

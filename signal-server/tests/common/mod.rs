@@ -17,7 +17,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub const WAIT: Duration = Duration::from_secs(5);
 
 pub fn test_config() -> Config {
-    Config { rng_seed: Some(7), ..Config::default() }
+    Config {
+        rng_seed: Some(7),
+        ..Config::default()
+    }
 }
 
 /// Starts a server with `config` on 127.0.0.1:0 and returns its address.
@@ -38,14 +41,25 @@ pub struct Client {
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
         let url = format!("ws://{addr}/ws");
-        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("connect timed out").unwrap();
-        Client { ws, peer_id: String::new() }
+        let (ws, _) = timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .unwrap();
+        Client {
+            ws,
+            peer_id: String::new(),
+        }
     }
 
     /// Connects and says hello as a viewer; keeps the peer id.
     pub async fn viewer(addr: SocketAddr) -> Client {
         let mut c = Client::connect(addr).await;
-        c.send(&ClientMsg::Hello { role: Role::Viewer, token: None, seed: None }).await;
+        c.send(&ClientMsg::Hello {
+            role: Role::Viewer,
+            token: None,
+            seed: None,
+        })
+        .await;
         c.welcome().await;
         c
     }
@@ -53,7 +67,12 @@ impl Client {
     /// Connects and says hello as a seed.
     pub async fn seed(addr: SocketAddr, info: SeedInfo) -> Client {
         let mut c = Client::connect(addr).await;
-        c.send(&ClientMsg::Hello { role: Role::Seed, token: None, seed: Some(info) }).await;
+        c.send(&ClientMsg::Hello {
+            role: Role::Seed,
+            token: None,
+            seed: Some(info),
+        })
+        .await;
         c.welcome().await;
         c
     }
@@ -70,15 +89,22 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, msg: Message) {
-        timeout(WAIT, self.ws.send(msg)).await.expect("send timed out").unwrap();
+        timeout(WAIT, self.ws.send(msg))
+            .await
+            .expect("send timed out")
+            .unwrap();
     }
 
     /// Next server message (skipping pings); panics on close or timeout.
     pub async fn recv(&mut self) -> ServerMsg {
         loop {
-            let frame = timeout(WAIT, self.ws.next()).await.expect("no message within 5 s");
+            let frame = timeout(WAIT, self.ws.next())
+                .await
+                .expect("no message within 5 s");
             match frame {
-                Some(Ok(Message::Text(t))) => return ServerMsg::decode(t.as_str()).expect("server sent a valid message"),
+                Some(Ok(Message::Text(t))) => {
+                    return ServerMsg::decode(t.as_str()).expect("server sent a valid message")
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a text message, got {other:?}"),
             }
@@ -110,12 +136,17 @@ impl Client {
     /// Waits for the server to close the socket; returns the close code.
     pub async fn expect_closed(&mut self) -> Option<u16> {
         loop {
-            let frame = timeout(WAIT, self.ws.next()).await.expect("socket not closed within 5 s");
+            let frame = timeout(WAIT, self.ws.next())
+                .await
+                .expect("socket not closed within 5 s");
             match frame {
                 Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
                 Some(Ok(Message::Text(t))) => {
                     // Errors queued before the close are fine.
-                    assert!(matches!(ServerMsg::decode(t.as_str()), Ok(ServerMsg::Error { .. })), "unexpected {t}");
+                    assert!(
+                        matches!(ServerMsg::decode(t.as_str()), Ok(ServerMsg::Error { .. })),
+                        "unexpected {t}"
+                    );
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return None,
@@ -124,9 +155,15 @@ impl Client {
     }
 
     pub async fn join(&mut self, swarm: &str) -> ServerMsg {
-        self.send(&ClientMsg::Join { swarm: swarm.into() }).await;
+        self.send(&ClientMsg::Join {
+            swarm: swarm.into(),
+        })
+        .await;
         let m = self.recv().await;
-        assert!(matches!(&m, ServerMsg::Joined { swarm: s, .. } if s == swarm), "expected joined, got {m:?}");
+        assert!(
+            matches!(&m, ServerMsg::Joined { swarm: s, .. } if s == swarm),
+            "expected joined, got {m:?}"
+        );
         m
     }
 }

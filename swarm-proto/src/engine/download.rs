@@ -11,8 +11,17 @@ use super::*;
 use crate::manifest::verify_segment;
 
 impl Engine {
-    pub(super) fn on_piece(&mut self, peer: PeerKey, seg: SegmentId, piece: PieceIndex, data: &[u8]) {
-        let solicited = self.partial.get(&seg).is_some_and(|p| p.is_asked_of(piece, peer));
+    pub(super) fn on_piece(
+        &mut self,
+        peer: PeerKey,
+        seg: SegmentId,
+        piece: PieceIndex,
+        data: &[u8],
+    ) {
+        let solicited = self
+            .partial
+            .get(&seg)
+            .is_some_and(|p| p.is_asked_of(piece, peer));
         let r = self.peers.get_mut(&peer).expect("caller checked");
         if r.is_seed {
             self.stats.bytes_from_seed += data.len() as u64;
@@ -33,7 +42,13 @@ impl Engine {
         self.release(peer);
         for k in others {
             self.release(k);
-            self.send(k, &Message::Cancel { seg: seg.get(), piece: piece.get() });
+            self.send(
+                k,
+                &Message::Cancel {
+                    seg: seg.get(),
+                    piece: piece.get(),
+                },
+            );
         }
         if done {
             let p = self.partial.remove(&seg).expect("present");
@@ -43,7 +58,10 @@ impl Engine {
 
     pub(super) fn on_reject(&mut self, peer: PeerKey, seg: SegmentId, piece: PieceIndex) {
         self.stats.requests_rejected += 1;
-        let was_asked = self.partial.get_mut(&seg).is_some_and(|p| p.unask(piece, peer));
+        let was_asked = self
+            .partial
+            .get_mut(&seg)
+            .is_some_and(|p| p.unask(piece, peer));
         if !was_asked {
             return;
         }
@@ -58,7 +76,9 @@ impl Engine {
     /// outrun what it delivers. Seeds may refuse by design and are exempt.
     fn note_unserved(&mut self, peer: PeerKey, n: u64) {
         let allowance = self.cfg.max_unserved_claims;
-        let Some(r) = self.peers.get_mut(&peer) else { return };
+        let Some(r) = self.peers.get_mut(&peer) else {
+            return;
+        };
         if r.is_seed {
             return;
         }
@@ -80,13 +100,17 @@ impl Engine {
         self.stats.verify_failures += 1;
         let contributors = p.contributors();
         if let [only] = contributors[..] {
-            return self.drop_peer(only, format!("sent {seg}, which failed verification: {err}"));
+            return self.drop_peer(
+                only,
+                format!("sent {seg}, which failed verification: {err}"),
+            );
         }
         // Several senders: find the liar against the origin's copy.
         if self.suspects.len() >= self.cfg.max_suspects {
             self.suspects.pop_first();
         }
-        self.suspects.insert(seg, Suspect::new(&self.manifest, seg, &p));
+        self.suspects
+            .insert(seg, Suspect::new(&self.manifest, seg, &p));
         self.origin_only.insert(seg);
     }
 
@@ -99,7 +123,8 @@ impl Engine {
         };
         if let Err(_e) = verify_segment(entry, &data) {
             self.stats.verify_failures += 1;
-            self.http_retry_at.insert(res, self.now + self.cfg.http_retry_ms);
+            self.http_retry_at
+                .insert(res, self.now + self.cfg.http_retry_ms);
             return;
         }
         match res {
@@ -114,17 +139,28 @@ impl Engine {
     }
 
     pub(super) fn cancel_segment_requests(&mut self, seg: SegmentId) {
-        let Some(p) = self.partial.remove(&seg) else { return };
+        let Some(p) = self.partial.remove(&seg) else {
+            return;
+        };
         for (piece, k) in p.outstanding().collect::<Vec<_>>() {
             self.release(k);
-            self.send(k, &Message::Cancel { seg: seg.get(), piece });
+            self.send(
+                k,
+                &Message::Cancel {
+                    seg: seg.get(),
+                    piece,
+                },
+            );
         }
     }
 
     pub(super) fn accept_segment(&mut self, seg: SegmentId, data: Arc<[u8]>) {
         if let Some(s) = self.suspects.remove(&seg) {
             for k in s.culprits(&self.manifest, seg, &data) {
-                self.drop_peer(k, format!("sent pieces of {seg} that differ from the verified copy"));
+                self.drop_peer(
+                    k,
+                    format!("sent pieces of {seg} that differ from the verified copy"),
+                );
             }
         }
         self.origin_only.remove(&seg);

@@ -23,14 +23,26 @@ pub(super) enum PeerMsg<'a> {
 pub(super) fn check<'a>(m: &Manifest, data: &'a [u8]) -> Result<PeerMsg<'a>, String> {
     let msg = wire::decode(data).map_err(|e| format!("malformed message: {e}"))?;
     let n = m.segment_count();
-    let seg = |what: &str, raw: u32| m.segment(raw).ok_or_else(|| format!("{what} for segment {raw} of {n}"));
-    let piece = |what: &str, raw_seg: u32, raw_piece: u32| -> Result<(SegmentId, PieceIndex), String> {
-        let s = seg(what, raw_seg)?;
-        let p = m.piece(s, raw_piece).ok_or_else(|| format!("{what} for piece {raw_piece} of {s}, which has {}", m.piece_count(s)))?;
-        Ok((s, p))
+    let seg = |what: &str, raw: u32| {
+        m.segment(raw)
+            .ok_or_else(|| format!("{what} for segment {raw} of {n}"))
     };
+    let piece =
+        |what: &str, raw_seg: u32, raw_piece: u32| -> Result<(SegmentId, PieceIndex), String> {
+            let s = seg(what, raw_seg)?;
+            let p = m.piece(s, raw_piece).ok_or_else(|| {
+                format!(
+                    "{what} for piece {raw_piece} of {s}, which has {}",
+                    m.piece_count(s)
+                )
+            })?;
+            Ok((s, p))
+        };
     Ok(match msg {
-        Message::Hello { content_id, segments } => {
+        Message::Hello {
+            content_id,
+            segments,
+        } => {
             if content_id != m.content_id() || segments != n {
                 return Err(format!(
                     "peer is on content {content_id:?} with {segments} segments, we are on {:?} with {n}",
@@ -50,11 +62,19 @@ pub(super) fn check<'a>(m: &Manifest, data: &'a [u8]) -> Result<PeerMsg<'a>, Str
             let (s, p) = piece("request", seg, p)?;
             PeerMsg::Request(s, p)
         }
-        Message::Piece { seg, piece: p, data } => {
+        Message::Piece {
+            seg,
+            piece: p,
+            data,
+        } => {
             let (s, p) = piece("piece", seg, p)?;
             let want = m.piece_range(s, p).len();
             if data.len() != want {
-                return Err(format!("piece {} of {s} has {} bytes, expected {want}", p.get(), data.len()));
+                return Err(format!(
+                    "piece {} of {s} has {} bytes, expected {want}",
+                    p.get(),
+                    data.len()
+                ));
             }
             PeerMsg::Piece(s, p, data)
         }

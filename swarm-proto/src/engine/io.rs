@@ -27,54 +27,104 @@ pub enum MediaEvent {
 pub enum Input<'a> {
     /// A data channel to a peer opened. `remote_id` is its signaling id
     /// (what the ban list holds).
-    PeerConnected { peer: PeerKey, remote_id: &'a str, is_seed: bool },
+    PeerConnected {
+        peer: PeerKey,
+        remote_id: &'a str,
+        is_seed: bool,
+    },
     /// One binary message from a peer.
-    PeerData { peer: PeerKey, data: &'a [u8] },
+    PeerData {
+        peer: PeerKey,
+        data: &'a [u8],
+    },
     /// A frame the driver could not even hand over as bytes (a text message,
     /// a message over the size limit): a protocol error of that peer.
-    PeerBadFrame { peer: PeerKey, what: &'a str },
+    PeerBadFrame {
+        peer: PeerKey,
+        what: &'a str,
+    },
     /// Bytes queued toward this peer and not yet sent (the data channel's
     /// `bufferedAmount`, the seed's send queue). Drives back-pressure.
-    PeerBuffered { peer: PeerKey, bytes: u64 },
+    PeerBuffered {
+        peer: PeerKey,
+        bytes: u64,
+    },
     /// The connection closed (or the driver dropped it).
-    PeerClosed { peer: PeerKey },
+    PeerClosed {
+        peer: PeerKey,
+    },
     /// An HTTP fetch asked by [`Output::HttpFetch`] completed.
-    HttpDone { res: Resource, data: Vec<u8> },
-    HttpFailed { res: Resource },
+    HttpDone {
+        res: Resource,
+        data: Vec<u8>,
+    },
+    HttpFailed {
+        res: Resource,
+    },
     /// Seed mode: a segment read from disk, asked by [`Output::Load`].
-    Loaded { seg: SegmentId, data: Vec<u8> },
-    LoadFailed { seg: SegmentId },
+    Loaded {
+        seg: SegmentId,
+        data: Vec<u8>,
+    },
+    LoadFailed {
+        seg: SegmentId,
+    },
     /// Where playback is (sent a few times a second, and after a seek).
-    Playhead { position_ms: u64 },
+    Playhead {
+        position_ms: u64,
+    },
     /// Playback jumped: media before `position_ms` need not be re-fetched,
     /// and appends restart from the segment at `position_ms`.
-    Seek { position_ms: u64 },
+    Seek {
+        position_ms: u64,
+    },
     Media(MediaEvent),
     Timeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    Send { peer: PeerKey, data: Vec<u8> },
+    Send {
+        peer: PeerKey,
+        data: Vec<u8>,
+    },
     /// Fetch this resource (its `uri` in the manifest) over HTTP.
-    HttpFetch { res: Resource },
+    HttpFetch {
+        res: Resource,
+    },
     /// Seed mode: read this segment from disk and answer with
     /// [`Input::Loaded`] or [`Input::LoadFailed`].
-    Load { seg: SegmentId },
+    Load {
+        seg: SegmentId,
+    },
     /// The verified init segment: append it to the media buffer first.
-    AppendInit { data: Arc<[u8]> },
+    AppendInit {
+        data: Arc<[u8]>,
+    },
     /// A verified segment, in playback order, for the media buffer.
-    Append { seg: SegmentId, data: Arc<[u8]> },
+    Append {
+        seg: SegmentId,
+        data: Arc<[u8]>,
+    },
     /// Remove this time range from the media buffer (it is outside the
     /// window the player keeps).
-    RemoveMedia { start_ms: u64, end_ms: u64 },
+    RemoveMedia {
+        start_ms: u64,
+        end_ms: u64,
+    },
     /// The last segment is in the media buffer: signal end of stream.
     EndOfStream,
     /// Close this peer and do not match with it again: it misbehaved.
-    DropPeer { peer: PeerKey, reason: String },
+    DropPeer {
+        peer: PeerKey,
+        reason: String,
+    },
     /// Close this peer without blame (it said bye, went idle, or is over the
     /// peer limit).
-    ClosePeer { peer: PeerKey, reason: String },
+    ClosePeer {
+        peer: PeerKey,
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

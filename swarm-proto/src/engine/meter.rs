@@ -23,13 +23,18 @@ impl Meter {
     pub fn on_media(&mut self, ev: MediaEvent, now: Millis, started_at: Millis) {
         match ev {
             MediaEvent::Playing => {
-                self.startup_ms.get_or_insert(now.saturating_sub(started_at));
+                self.startup_ms
+                    .get_or_insert(now.saturating_sub(started_at));
                 self.end_stall(now);
                 self.seeking = false;
                 self.ended = false;
             }
             MediaEvent::Waiting => {
-                if self.startup_ms.is_some() && self.stall_since.is_none() && !self.seeking && !self.ended {
+                if self.startup_ms.is_some()
+                    && self.stall_since.is_none()
+                    && !self.seeking
+                    && !self.ended
+                {
                     self.stalls += 1;
                     self.stall_since = Some(now);
                 }

@@ -189,11 +189,20 @@ impl Engine {
 
     /// When the driver must next call `handle_input(now, Input::Timeout)`.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        let idle = self.peers.values().map(|r| r.last_heard + self.cfg.idle_timeout_ms).min();
+        let idle = self
+            .peers
+            .values()
+            .map(|r| r.last_heard + self.cfg.idle_timeout_ms)
+            .min();
         if self.seeding {
             return idle;
         }
-        let req = self.partial.values().filter_map(Partial::earliest_request).map(|t| t + self.cfg.piece_timeout_ms).min();
+        let req = self
+            .partial
+            .values()
+            .filter_map(Partial::earliest_request)
+            .map(|t| t + self.cfg.piece_timeout_ms)
+            .min();
         let retry = self.http_retry_at.values().copied().min();
         // The playhead moves on its own; re-plan a few times a second.
         let tick = self.now + 250;
@@ -204,9 +213,15 @@ impl Engine {
         self.now = self.now.max(now);
         self.started_at.get_or_insert(now);
         match input {
-            Input::PeerConnected { peer, remote_id, is_seed } => self.on_connected(peer, remote_id, is_seed),
+            Input::PeerConnected {
+                peer,
+                remote_id,
+                is_seed,
+            } => self.on_connected(peer, remote_id, is_seed),
             Input::PeerData { peer, data } => self.on_data(peer, data),
-            Input::PeerBadFrame { peer, what } => self.drop_peer(peer, format!("protocol error: {what}")),
+            Input::PeerBadFrame { peer, what } => {
+                self.drop_peer(peer, format!("protocol error: {what}"))
+            }
             Input::PeerBuffered { peer, bytes } => {
                 if let Some(r) = self.peers.get_mut(&peer) {
                     r.buffered = bytes;
@@ -216,7 +231,8 @@ impl Engine {
             Input::HttpDone { res, data } => self.on_http(res, data),
             Input::HttpFailed { res } => {
                 self.http_inflight.remove(&res);
-                self.http_retry_at.insert(res, self.now + self.cfg.http_retry_ms);
+                self.http_retry_at
+                    .insert(res, self.now + self.cfg.http_retry_ms);
             }
             Input::Loaded { seg, data } => self.on_loaded(seg, data),
             Input::LoadFailed { seg } => self.on_load_failed(seg),
@@ -226,7 +242,10 @@ impl Engine {
                 self.next_append = self.timeline.segment_at(position_ms).get();
                 self.meter.on_seek(self.now);
             }
-            Input::Media(ev) => self.meter.on_media(ev, self.now, self.started_at.unwrap_or(self.now)),
+            Input::Media(ev) => {
+                self.meter
+                    .on_media(ev, self.now, self.started_at.unwrap_or(self.now))
+            }
             Input::Timeout => {}
         }
         self.close_idle_peers();
@@ -251,23 +270,35 @@ impl Engine {
             return;
         }
         if self.is_banned(remote_id) {
-            return self.out.push_back(Output::ClosePeer { peer, reason: format!("peer {remote_id} is banned") });
+            return self.out.push_back(Output::ClosePeer {
+                peer,
+                reason: format!("peer {remote_id} is banned"),
+            });
         }
         if self.peers.len() >= self.cfg.max_peers {
             let reason = format!("peer limit of {} reached", self.cfg.max_peers);
             return self.out.push_back(Output::ClosePeer { peer, reason });
         }
         let n = self.manifest.segment_count();
-        self.peers.insert(peer, Remote::new(remote_id, is_seed, n, self.now));
+        self.peers
+            .insert(peer, Remote::new(remote_id, is_seed, n, self.now));
         let id = self.manifest.content_id().to_owned();
-        self.send(peer, &Message::Hello { content_id: &id, segments: n });
+        self.send(
+            peer,
+            &Message::Hello {
+                content_id: &id,
+                segments: n,
+            },
+        );
         let bf = self.have.clone();
         self.send(peer, &Message::Bitfield(bf));
     }
 
     /// Closes a peer that misbehaved and bans its id.
     fn drop_peer(&mut self, peer: PeerKey, reason: String) {
-        let Some(r) = self.peers.get(&peer) else { return };
+        let Some(r) = self.peers.get(&peer) else {
+            return;
+        };
         let id = r.id.clone();
         self.forget_peer(peer);
         if self.banned.insert(id.clone()) {
@@ -279,12 +310,23 @@ impl Engine {
             }
         }
         self.stats.peers_dropped += 1;
-        self.out.push_back(Output::DropPeer { peer, reason: reason.clone() });
+        self.out.push_back(Output::DropPeer {
+            peer,
+            reason: reason.clone(),
+        });
         // Other connections of the same id go too.
-        let twins: Vec<PeerKey> = self.peers.iter().filter(|(_, r)| r.id == id).map(|(&k, _)| k).collect();
+        let twins: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.id == id)
+            .map(|(&k, _)| k)
+            .collect();
         for k in twins {
             self.forget_peer(k);
-            self.out.push_back(Output::DropPeer { peer: k, reason: format!("another connection of {id} misbehaved: {reason}") });
+            self.out.push_back(Output::DropPeer {
+                peer: k,
+                reason: format!("another connection of {id} misbehaved: {reason}"),
+            });
         }
     }
 
@@ -310,7 +352,12 @@ impl Engine {
 
     fn close_idle_peers(&mut self) {
         let cutoff = self.now.saturating_sub(self.cfg.idle_timeout_ms);
-        let idle: Vec<PeerKey> = self.peers.iter().filter(|(_, r)| r.last_heard < cutoff).map(|(&k, _)| k).collect();
+        let idle: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| r.last_heard < cutoff)
+            .map(|(&k, _)| k)
+            .collect();
         for k in idle {
             self.close_peer(k, format!("silent for {} ms", self.cfg.idle_timeout_ms));
         }
@@ -318,7 +365,9 @@ impl Engine {
 
     fn on_data(&mut self, peer: PeerKey, data: &[u8]) {
         let now = self.now;
-        let Some(r) = self.peers.get_mut(&peer) else { return };
+        let Some(r) = self.peers.get_mut(&peer) else {
+            return;
+        };
         r.last_heard = now;
         let msg = match edge::check(&self.manifest, data) {
             Ok(m) => m,
@@ -352,7 +401,10 @@ impl Engine {
         let r = self.peers.get_mut(&peer).expect("caller checked");
         r.answered_total += 1;
         if r.answered_total > r.asked_total {
-            let msg = format!("sent {} pieces or rejects for {} requests: unsolicited data", r.answered_total, r.asked_total);
+            let msg = format!(
+                "sent {} pieces or rejects for {} requests: unsolicited data",
+                r.answered_total, r.asked_total
+            );
             self.stats.unsolicited_pieces += 1;
             self.drop_peer(peer, msg);
             return false;
@@ -364,7 +416,10 @@ impl Engine {
     /// count goes down).
     fn release(&mut self, peer: PeerKey) {
         if let Some(r) = self.peers.get_mut(&peer) {
-            debug_assert!(r.inflight > 0, "in-flight count of peer {peer} went negative");
+            debug_assert!(
+                r.inflight > 0,
+                "in-flight count of peer {peer} went negative"
+            );
             r.inflight = r.inflight.saturating_sub(1);
         }
     }

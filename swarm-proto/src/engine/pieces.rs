@@ -62,7 +62,9 @@ impl Partial {
     /// Ends `peer`'s request for `piece`; true if there was one.
     pub fn unask(&mut self, piece: PieceIndex, peer: PeerKey) -> bool {
         let st = &mut self.pieces[piece.index()];
-        let PieceState::Asked(v) = st else { return false };
+        let PieceState::Asked(v) = st else {
+            return false;
+        };
         let before = v.len();
         v.retain(|&(k, _)| k != peer);
         let was = v.len() < before;
@@ -74,10 +76,21 @@ impl Partial {
 
     /// Stores a solicited piece; returns the other peers whose (endgame)
     /// requests for it are now moot.
-    pub fn fill(&mut self, m: &Manifest, seg: SegmentId, piece: PieceIndex, from: PeerKey, data: &[u8]) -> Vec<PeerKey> {
+    pub fn fill(
+        &mut self,
+        m: &Manifest,
+        seg: SegmentId,
+        piece: PieceIndex,
+        from: PeerKey,
+        data: &[u8],
+    ) -> Vec<PeerKey> {
         let st = std::mem::replace(&mut self.pieces[piece.index()], PieceState::Got(from));
         let others = match st {
-            PieceState::Asked(v) => v.into_iter().map(|(k, _)| k).filter(|&k| k != from).collect(),
+            PieceState::Asked(v) => v
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|&k| k != from)
+                .collect(),
             _ => Vec::new(),
         };
         self.buf[m.piece_range(seg, piece)].copy_from_slice(data);
@@ -142,7 +155,17 @@ impl Partial {
 
     /// Peers the pieces came from.
     pub fn contributors(&self) -> Vec<PeerKey> {
-        let mut v: Vec<PeerKey> = self.pieces.iter().filter_map(|st| if let PieceState::Got(k) = st { Some(*k) } else { None }).collect();
+        let mut v: Vec<PeerKey> = self
+            .pieces
+            .iter()
+            .filter_map(|st| {
+                if let PieceState::Got(k) = st {
+                    Some(*k)
+                } else {
+                    None
+                }
+            })
+            .collect();
         v.sort_unstable();
         v.dedup();
         v
@@ -151,7 +174,11 @@ impl Partial {
     /// Whether the peers working on it have most of it (worth waiting for
     /// rather than starting over on HTTP).
     pub fn nearly_done(&self) -> bool {
-        let unasked = self.pieces.iter().filter(|st| matches!(st, PieceState::Missing)).count();
+        let unasked = self
+            .pieces
+            .iter()
+            .filter(|st| matches!(st, PieceState::Missing))
+            .count();
         unasked == 0 && self.received * 2 >= self.pieces.len()
     }
 }

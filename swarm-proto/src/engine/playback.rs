@@ -12,14 +12,18 @@ use super::*;
 impl Engine {
     pub(super) fn flush_appends(&mut self) {
         if !self.init_appended {
-            let Some(init) = self.init.clone() else { return };
+            let Some(init) = self.init.clone() else {
+                return;
+            };
             self.out.push_back(Output::AppendInit { data: init });
             self.init_appended = true;
         }
         let n = self.manifest.segment_count();
         while self.next_append < n {
             let seg = SegmentId(self.next_append);
-            let Some(data) = self.store.get(seg) else { break };
+            let Some(data) = self.store.get(seg) else {
+                break;
+            };
             self.out.push_back(Output::Append { seg, data });
             self.in_media.insert(seg);
             self.stats.segments_appended += 1;
@@ -73,7 +77,12 @@ impl Engine {
         let pos = self.position_ms;
         let lo = pos.saturating_sub(self.cfg.media_behind_ms);
         let hi = pos + self.cfg.store_ahead_ms.max(self.cfg.lookahead_ms);
-        let out: Vec<SegmentId> = self.in_media.iter().copied().filter(|&s| !self.overlaps(s, lo, hi)).collect();
+        let out: Vec<SegmentId> = self
+            .in_media
+            .iter()
+            .copied()
+            .filter(|&s| !self.overlaps(s, lo, hi))
+            .collect();
         // One removal per run of consecutive segments.
         let mut run: Option<(SegmentId, SegmentId)> = None;
         for s in out {

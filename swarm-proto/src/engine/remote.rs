@@ -68,7 +68,9 @@ impl Remote {
     }
 
     pub fn backed_off(&self, seg: SegmentId, now: Millis, backoff_ms: u64) -> bool {
-        self.rejected.get(&seg).is_some_and(|&t| t + backoff_ms > now)
+        self.rejected
+            .get(&seg)
+            .is_some_and(|&t| t + backoff_ms > now)
     }
 
     /// Records a reject, keeping at most [`MAX_REJECTS_PER_PEER`] entries.

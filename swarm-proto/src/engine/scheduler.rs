@@ -36,7 +36,9 @@ impl Engine {
     }
 
     fn http_fetch(&mut self, res: Resource) {
-        if self.http_inflight.contains(&res) || self.http_retry_at.get(&res).is_some_and(|&t| t > self.now) {
+        if self.http_inflight.contains(&res)
+            || self.http_retry_at.get(&res).is_some_and(|&t| t > self.now)
+        {
             return;
         }
         if let Resource::Segment(seg) = res {
@@ -54,7 +56,10 @@ impl Engine {
         let first = self.timeline.segment_at(self.position_ms).get();
         // Until peers had a chance to connect, only what is critical goes to HTTP.
         let warm = self.now >= self.started_at.unwrap_or(self.now) + self.cfg.peer_wait_ms;
-        let last = self.timeline.segment_at(self.position_ms + self.cfg.lookahead_ms).get();
+        let last = self
+            .timeline
+            .segment_at(self.position_ms + self.cfg.lookahead_ms)
+            .get();
         let (now, backoff) = (self.now, self.cfg.reject_backoff_ms);
         for raw in first..=last {
             let seg = SegmentId(raw);
@@ -66,8 +71,14 @@ impl Engine {
                 continue;
             }
             let due = self.due_in(seg);
-            let viewer_has = self.peers.values().any(|r| !r.is_seed && r.can_serve(seg, now, backoff));
-            let seed_has = self.peers.values().any(|r| r.is_seed && r.can_serve(seg, now, backoff));
+            let viewer_has = self
+                .peers
+                .values()
+                .any(|r| !r.is_seed && r.can_serve(seg, now, backoff));
+            let seed_has = self
+                .peers
+                .values()
+                .any(|r| r.is_seed && r.can_serve(seg, now, backoff));
             let critical = due < self.cfg.critical_ms;
             let nearly_done = self.partial.get(&seg).is_some_and(Partial::nearly_done);
             let nobody_has = !viewer_has && !seed_has && due < self.cfg.urgent_ms && warm;
@@ -90,14 +101,19 @@ impl Engine {
         let mut candidates: Vec<PeerKey> = self
             .peers
             .iter()
-            .filter(|(_, r)| r.is_seed == from_seeds && r.can_serve(seg, now, backoff) && r.inflight < max)
+            .filter(|(_, r)| {
+                r.is_seed == from_seeds && r.can_serve(seg, now, backoff) && r.inflight < max
+            })
             .map(|(&k, _)| k)
             .collect();
         if candidates.is_empty() {
             return;
         }
         let manifest = self.manifest.clone();
-        let p = self.partial.entry(seg).or_insert_with(|| Partial::new(&manifest, seg));
+        let p = self
+            .partial
+            .entry(seg)
+            .or_insert_with(|| Partial::new(&manifest, seg));
         let mut sends = Vec::new();
         for pass in 0..2 {
             // Pass 0: unrequested pieces. Pass 1 (endgame, urgent only): a
@@ -111,7 +127,8 @@ impl Engine {
                     pieces::PieceState::Asked(v) => v,
                     pieces::PieceState::Got(_) => continue,
                 };
-                if asked.len() != pass || pass == 1 && asked[0].1 + self.cfg.endgame_after_ms > now {
+                if asked.len() != pass || pass == 1 && asked[0].1 + self.cfg.endgame_after_ms > now
+                {
                     continue;
                 }
                 candidates.retain(|k| self.peers[k].inflight < max);
@@ -130,7 +147,13 @@ impl Engine {
             }
         }
         for (k, piece) in sends {
-            self.send(k, &Message::Request { seg: seg.get(), piece });
+            self.send(
+                k,
+                &Message::Request {
+                    seg: seg.get(),
+                    piece,
+                },
+            );
         }
     }
 }

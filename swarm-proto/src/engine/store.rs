@@ -64,7 +64,9 @@ impl Store {
     pub fn shrink_to(&mut self, max_bytes: usize) -> Vec<SegmentId> {
         let mut gone = Vec::new();
         while self.bytes > max_bytes {
-            let Some((&oldest, _)) = self.segs.iter().min_by_key(|(_, (_, used))| *used) else { break };
+            let Some((&oldest, _)) = self.segs.iter().min_by_key(|(_, (_, used))| *used) else {
+                break;
+            };
             self.remove(oldest);
             gone.push(oldest);
         }

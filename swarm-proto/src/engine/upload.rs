@@ -16,19 +16,36 @@ impl Engine {
         let len = self.manifest.piece_range(seg, piece).len() as u64;
         let max_buffered = self.cfg.max_buffered_bytes;
         let enough = self.cfg.seed_enough_copies;
-        let copies = if self.seeding { self.swarm_copies(seg, peer) } else { 0 };
+        let copies = if self.seeding {
+            self.swarm_copies(seg, peer)
+        } else {
+            0
+        };
         let (now, window) = (self.now, self.cfg.reject_backoff_ms);
         let r = self.peers.get_mut(&peer).expect("caller checked");
-        let refuse = (self.seeding && copies >= enough && r.refuse_once(seg, now, window)) || r.buffered + len > max_buffered;
+        let refuse = (self.seeding && copies >= enough && r.refuse_once(seg, now, window))
+            || r.buffered + len > max_buffered;
         if refuse || !self.have.get(seg.get()) {
-            return self.send(peer, &Message::Reject { seg: seg.get(), piece: piece.get() });
+            return self.send(
+                peer,
+                &Message::Reject {
+                    seg: seg.get(),
+                    piece: piece.get(),
+                },
+            );
         }
         if let Some(data) = self.store.get(seg) {
             return self.serve(peer, seg, piece, &data);
         }
         // A seed's segment not in its cache: park the request, read the disk.
         if !self.seeding || r.pending_loads >= self.cfg.max_pending_loads_per_peer {
-            return self.send(peer, &Message::Reject { seg: seg.get(), piece: piece.get() });
+            return self.send(
+                peer,
+                &Message::Reject {
+                    seg: seg.get(),
+                    piece: piece.get(),
+                },
+            );
         }
         r.pending_loads += 1;
         // One read per segment: the entry lives until the read answers, even
@@ -45,12 +62,22 @@ impl Engine {
     fn serve(&mut self, peer: PeerKey, seg: SegmentId, piece: PieceIndex, data: &[u8]) {
         let range = self.manifest.piece_range(seg, piece);
         self.stats.bytes_uploaded += range.len() as u64;
-        self.send(peer, &Message::Piece { seg: seg.get(), piece: piece.get(), data: &data[range] });
+        self.send(
+            peer,
+            &Message::Piece {
+                seg: seg.get(),
+                piece: piece.get(),
+                data: &data[range],
+            },
+        );
     }
 
     /// How many connected viewers other than `asker` claim `seg`.
     fn swarm_copies(&self, seg: SegmentId, asker: PeerKey) -> usize {
-        self.peers.iter().filter(|(&k, r)| k != asker && !r.is_seed && r.hello && r.have.get(seg.get())).count()
+        self.peers
+            .iter()
+            .filter(|(&k, r)| k != asker && !r.is_seed && r.hello && r.have.get(seg.get()))
+            .count()
     }
 
     fn take_pending(&mut self, seg: SegmentId) -> Vec<(PeerKey, PieceIndex)> {
@@ -84,7 +111,13 @@ impl Engine {
         self.have.clear(seg.get());
         for (k, piece) in self.take_pending(seg) {
             if self.peers.contains_key(&k) {
-                self.send(k, &Message::Reject { seg: seg.get(), piece: piece.get() });
+                self.send(
+                    k,
+                    &Message::Reject {
+                        seg: seg.get(),
+                        piece: piece.get(),
+                    },
+                );
             }
         }
     }
