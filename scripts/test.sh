@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks (`npm test`):
 #   1. setup (installs what is missing) and the sample video
-#   2. native: cargo build --workspace, then cargo test --workspace, then a
+#   2. native: cargo fmt --check, cargo build --workspace, then cargo test --workspace, then a
 #      short fuzz run of swarm-proto's decoders (scripts/fuzz.sh, 15 s a target)
 #   3. wasm: swarm-proto and shoal-peer tests in headless Chromium
 #      (wasm-bindgen-test-runner + chromedriver, webdriver.json at each crate root)
@@ -30,6 +30,10 @@ trap cleanup EXIT
 mkdir -p "$RUN_DIR/home" "$RUN_DIR/tmp"
 export HOME="$RUN_DIR/home" TMPDIR="$RUN_DIR/tmp"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step "native: cargo fmt --check"
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo fmt --all --check || die "Rust code is not formatted: run cargo fmt --all"
 
 step "native: cargo build --workspace"
 cargo build --workspace
