@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # Builds the viewer (crate shoal-peer) for the browser into web-demo/pkg:
-# cargo release build for wasm32, wasm-bindgen --target web, the lead's JS
+# cargo build for wasm32 with the size profile `wasm` (Cargo.toml),
+# wasm-bindgen --target web without the name section, wasm-opt -Oz
+# (binaryen, installed by setup.sh), the lead's JS
 # wrapper (peer-wasm/js/shoal.js + .d.ts) copied beside it, and the gzipped
 # size of the .wasm printed. cargo is incremental, so a rebuild is quick.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 out=web-demo/pkg
-wasm="${CARGO_TARGET_DIR:-target}"/wasm32-unknown-unknown/release/shoal_peer.wasm
+wasm="${CARGO_TARGET_DIR:-target}"/wasm32-unknown-unknown/wasm/shoal_peer.wasm
 
-log "wasm: cargo build -p shoal-peer --target wasm32-unknown-unknown --release"
-cargo build -p shoal-peer --target wasm32-unknown-unknown --release
+log "wasm: cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm"
+cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm
 [ -f "$wasm" ] || die "$wasm was not produced (is shoal-peer a cdylib?)"
+
+# wasm-opt runs before wasm-bindgen: binaryen 108 (Debian's) mistypes the
+# externref table wasm-bindgen adds, so it only ever sees rustc's output.
+# The flags are the features rustc's wasm32 target emits (108 enables none
+# by default).
+command -v wasm-opt >/dev/null 2>&1 || die "wasm-opt is missing: run scripts/setup.sh (Debian package binaryen)"
+opt="${wasm%.wasm}.opt.wasm"
+log "wasm: wasm-opt -Oz"
+wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+  "$wasm" -o "$opt"
 
 mkdir -p "$out"
 log "wasm: wasm-bindgen --target web -> $out"
-wasm-bindgen --target web --out-dir "$out" --out-name shoal_peer "$wasm"
+wasm-bindgen --target web --remove-name-section --remove-producers-section \
+  --out-dir "$out" --out-name shoal_peer "$opt"
 
 for f in shoal.js shoal.d.ts; do
   if [ -f "peer-wasm/js/$f" ]; then

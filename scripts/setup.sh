@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the demo need, only when missing:
-# Chromium + ChromeDriver + ffmpeg + iproute2 (apt), the wasm32 target,
+# Chromium + ChromeDriver + ffmpeg + iproute2 + binaryen (apt), the wasm32 target,
 # wasm-bindgen-cli (pinned to the wasm-bindgen crate's version), cargo-fuzz
 # and the npm dev dependencies. Fast when everything is already there.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -8,14 +8,15 @@ cd "$ROOT"
 
 # --- system packages -------------------------------------------------------
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] \
-   || ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
-  log "setup: installing chromium, chromium-driver, ffmpeg, iproute2 (apt)"
+   || ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 \
+   || ! command -v wasm-opt >/dev/null 2>&1; then
+  log "setup: installing chromium, chromium-driver, ffmpeg, iproute2, binaryen (apt)"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends \
-    chromium chromium-driver ffmpeg iproute2
+    chromium chromium-driver ffmpeg iproute2 binaryen
 else
-  log "setup: chromium, chromedriver, ffmpeg, ip: present"
+  log "setup: chromium, chromedriver, ffmpeg, ip, wasm-opt: present"
 fi
 command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) is missing"
 
