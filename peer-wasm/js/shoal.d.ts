@@ -9,6 +9,13 @@ export interface ShoalOptions {
   token?: string;
   /** Log peer events to the console. */
   debug?: boolean;
+  /**
+   * `performance.now()` when playback was asked for: startup counts from
+   * here. `Shoal.attach` and `<shoal-player>` set it to the moment they are
+   * called (so loading the Wasm counts); with `new Player` it defaults to
+   * the call to `start()`. At most 10 minutes old.
+   */
+  startedAt?: number;
 }
 
 /** Sizes of the engine's bounded tables. */
@@ -42,7 +49,7 @@ export interface ShoalStats {
   peers: number;
   /** RTCPeerConnections alive, pending ones included. */
   peerConnections: number;
-  /** From start() to the first `playing` event; null until then. */
+  /** From `options.startedAt` (`Shoal.attach`, the element connecting, or start()) to the first `playing` event; null until then. */
   startupMs: number | null;
   stalls: number;
   stalledMs: number;

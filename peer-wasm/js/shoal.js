@@ -19,9 +19,13 @@
   // Creates a player, hands it to `created` (which may refuse it: the
   // player is then destroyed) and starts it. A player whose start fails is
   // destroyed.
+  // Startup counts from here (options.startedAt, a performance.now() time),
+  // so loading and compiling the Wasm count too.
   function begin(video, options, created) {
+    var opts = Object.assign({}, options || {});
+    if (opts.startedAt == null && window.performance) opts.startedAt = performance.now();
     return load().then(function (m) {
-      var player = new m.Player(video, options || {});
+      var player = new m.Player(video, opts);
       if (created && !created(player)) {
         player.destroy();
         throw new Error("Shoal: player destroyed during start()");

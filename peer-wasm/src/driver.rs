@@ -38,7 +38,8 @@ const DROPPED_KEPT: usize = 64;
 pub(crate) struct Driver {
     opts: Options,
     engine: Engine,
-    /// `performance.now()` when start() was called: the engine's time 0.
+    /// `performance.now()` when playback was asked for (`options.startedAt`,
+    /// else the call to start()): the engine's time 0.
     t0: f64,
     media: Media,
     signal: Signaling,
@@ -68,9 +69,12 @@ impl Driver {
         t0: f64,
     ) -> Driver {
         let signal = Signaling::new(opts.signal.clone(), opts.token.clone());
+        let mut engine = Engine::new(manifest, Config::default());
+        // t0 is when playback was asked for: startup counts from there.
+        engine.count_startup_from(0);
         Driver {
             opts,
-            engine: Engine::new(manifest, Config::default()),
+            engine,
             t0,
             media,
             signal,
@@ -135,8 +139,7 @@ impl Driver {
     }
 
     /// The first event: the tick timer, the signal connection, and the
-    /// engine's first input (stamped 0, the time of start(), so startup
-    /// counts from there).
+    /// engine's first input (startup counts from t0, see [`Driver::new`]).
     fn begin(&mut self, weak: &Weak<Shared>) {
         match Timer::every(TICK_MS, weak) {
             Ok(t) => self.timer = Some(t),

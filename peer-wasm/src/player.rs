@@ -35,7 +35,13 @@ pub(crate) struct Options {
     pub signal: String,
     pub token: Option<String>,
     pub debug: bool,
+    /// `performance.now()` when the page asked for playback (set by
+    /// `Shoal.attach` and `<shoal-player>`): startup counts from there.
+    pub started_at: Option<f64>,
 }
+
+/// How far back `options.startedAt` may lie.
+const STARTED_AT_MAX_AGE_MS: f64 = 600_000.0;
 
 impl Options {
     fn from_js(o: &JsValue) -> Result<Options, JsValue> {
@@ -72,11 +78,28 @@ impl Options {
                 .into())
             }
         }
+        let started_at = match get("startedAt") {
+            None => None,
+            Some(v) => {
+                let now = now_ms();
+                match v.as_f64() {
+                    Some(t) if t <= now && t >= now - STARTED_AT_MAX_AGE_MS => Some(t),
+                    _ => {
+                        return Err(format!(
+                            "Shoal: options.startedAt must be a performance.now() time of the last {} s, not {v:?}",
+                            STARTED_AT_MAX_AGE_MS / 1000.0
+                        )
+                        .into())
+                    }
+                }
+            }
+        };
         Ok(Options {
             src,
             signal,
             token: get("token").and_then(|v| v.as_string()),
             debug: get("debug").and_then(|v| v.as_bool()).unwrap_or(false),
+            started_at,
         })
     }
 }
@@ -91,7 +114,8 @@ pub struct Player {
 
 #[wasm_bindgen]
 impl Player {
-    /// `options`: `{ src: manifest URL, signal?: "ws://host/ws", token?: string, debug?: boolean }`.
+    /// `options`: `{ src: manifest URL, signal?: "ws://host/ws", token?: string, debug?: boolean,
+    /// startedAt?: performance.now() when playback was asked for (default: the call to start()) }`.
     #[wasm_bindgen(constructor)]
     pub fn new(video: HtmlVideoElement, options: JsValue) -> Result<Player, JsValue> {
         let opts = Options::from_js(&options)?;
@@ -106,7 +130,8 @@ impl Player {
     /// swarm. Resolves once the player runs (media then fills from peers
     /// and HTTP). Accepted once; see the module docs for the other cases.
     pub fn start(&self) -> Promise {
-        let t0 = now_ms();
+        // The engine's time 0, where startup is counted from.
+        let t0 = self.opts.started_at.unwrap_or_else(now_ms);
         let cancelled = {
             let Ok(mut state) = self.shared.state.try_borrow_mut() else {
                 return Promise::reject(&ERR_STARTED.into());

@@ -113,6 +113,29 @@ fn a_signal_url_that_is_not_a_websocket_is_refused_clearly() {
 }
 
 #[wasm_bindgen_test]
+fn a_started_at_in_the_future_or_not_a_number_is_refused_clearly() {
+    let now = web_sys::window().unwrap().performance().unwrap().now();
+    for bad in [
+        JsValue::from(now + 60_000.0),
+        JsValue::from("soon"),
+        JsValue::from(f64::NAN),
+    ] {
+        let o = opts(&[("src", "http://127.0.0.1:9/m.json")]);
+        Reflect::set(&o, &"startedAt".into(), &bad).unwrap();
+        let err = Player::new(video(), o)
+            .err()
+            .unwrap_or_else(|| panic!("startedAt {bad:?} must be an error"));
+        assert!(message(err).contains("options.startedAt"));
+    }
+    let o = opts(&[("src", "http://127.0.0.1:9/m.json")]);
+    Reflect::set(&o, &"startedAt".into(), &JsValue::from(now - 10.0)).unwrap();
+    assert!(
+        Player::new(video(), o).is_ok(),
+        "a recent startedAt is accepted"
+    );
+}
+
+#[wasm_bindgen_test]
 fn the_browser_plays_what_the_seed_packages() {
     // The seed packages H.264 + AAC into fragmented MP4.
     assert!(web_sys::MediaSource::is_type_supported(

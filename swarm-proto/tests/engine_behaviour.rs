@@ -571,3 +571,21 @@ fn seed_reads_each_segment_once_through_a_bounded_cache_and_verifies_it() {
         vec![(1, Message::Reject { seg: 0, piece: 0 })]
     );
 }
+
+#[test]
+#[wasm_bindgen_test]
+fn startup_counts_from_the_origin_the_driver_sets() {
+    use swarm_proto::engine::MediaEvent;
+    // Without an origin: from the first input (at 400) to Playing (at 900).
+    let (mut e, _, _) = viewer(&[3000, 3000]);
+    e.handle_input(400, Input::Playhead { position_ms: 0 });
+    e.handle_input(900, Input::Media(MediaEvent::Playing));
+    assert_eq!(e.stats().startup_ms, Some(500));
+    // With the origin at 0 (the page called attach, then loaded the player
+    // for 400 ms): loading counts.
+    let (mut e, _, _) = viewer(&[3000, 3000]);
+    e.count_startup_from(0);
+    e.handle_input(400, Input::Playhead { position_ms: 0 });
+    e.handle_input(900, Input::Media(MediaEvent::Playing));
+    assert_eq!(e.stats().startup_ms, Some(900));
+}

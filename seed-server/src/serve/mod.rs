@@ -66,7 +66,7 @@ pub const DEFAULT_MAX_CONNS_PER_PEER: usize = 2;
 /// Default of [`HubConfig::handshake_timeout`].
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default of [`HubConfig::evict_idle_after`].
-pub const DEFAULT_EVICT_IDLE_AFTER: Duration = Duration::from_secs(10);
+pub const DEFAULT_EVICT_IDLE_AFTER: Duration = Duration::from_secs(5);
 /// Default of [`HubConfig::cache_bytes`].
 pub const DEFAULT_CACHE_BYTES: usize = 256 << 20;
 /// The least segment cache one content gets, however many there are (two

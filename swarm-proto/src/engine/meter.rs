@@ -1,7 +1,8 @@
 //! Playback metering: startup time, stalls and stalled time, from the media
 //! element's events. One definition for the browser and the simulator.
 //!
-//! Startup runs from the engine's first input to the first `Playing`. A
+//! Startup runs from the engine's first input (or the origin the driver
+//! set with `Engine::count_startup_from`) to the first `Playing`. A
 //! `Waiting` after startup is a stall, unless the player is seeking (waiting
 //! for a position the viewer jumped to is seek latency, not a stall) or has
 //! ended.

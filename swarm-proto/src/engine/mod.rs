@@ -81,6 +81,9 @@ pub struct Engine {
     next_append: u32,
     now: Millis,
     started_at: Option<Millis>,
+    /// Where startup is counted from, when the driver knows an earlier
+    /// moment than the first input (the page's call to attach).
+    startup_origin: Option<Millis>,
     meter: meter::Meter,
     stats: Stats,
 }
@@ -115,6 +118,7 @@ impl Engine {
             next_append: 0,
             now: 0,
             started_at: None,
+            startup_origin: None,
             meter: meter::Meter::default(),
             stats: Stats::default(),
         }
@@ -209,6 +213,13 @@ impl Engine {
         [idle, req, retry, Some(tick)].into_iter().flatten().min()
     }
 
+    /// Counts startup from `at` (on the engine's clock) instead of from the
+    /// first input: a driver whose clock starts when the page asked for
+    /// playback passes 0, so that loading the player counts too.
+    pub fn count_startup_from(&mut self, at: Millis) {
+        self.startup_origin = Some(at);
+    }
+
     pub fn handle_input(&mut self, now: Millis, input: Input<'_>) {
         self.now = self.now.max(now);
         self.started_at.get_or_insert(now);
@@ -243,8 +254,9 @@ impl Engine {
                 self.meter.on_seek(self.now);
             }
             Input::Media(ev) => {
+                let origin = self.startup_origin.or(self.started_at);
                 self.meter
-                    .on_media(ev, self.now, self.started_at.unwrap_or(self.now))
+                    .on_media(ev, self.now, origin.unwrap_or(self.now))
             }
             Input::Timeout => {}
         }
