@@ -21,6 +21,7 @@
 //! - [`rtc`]: RTCPeerConnections and their data channels.
 //! - [`media`]: MediaSource / SourceBuffer, one queue of operations.
 //! - [`fetch`]: HTTP fetches and the list of origins to fetch from.
+//! - [`json`]: server messages and the manifest, parsed by the browser.
 //! - [`metrics`]: the `stats()` object.
 //!
 //! `js/shoal.js` wraps [`Player`] as `Shoal.attach()` and the
@@ -28,6 +29,7 @@
 
 mod driver;
 mod fetch;
+pub mod json;
 mod lifecycle;
 mod media;
 mod metrics;

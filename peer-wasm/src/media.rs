@@ -169,7 +169,7 @@ impl Media {
                             });
                             match self.behind_playhead() {
                                 Some((start, end)) if self.sb.remove(start, end).is_ok() => {
-                                    log(&format!("media buffer full: removed {start:.1}-{end:.1} s behind the playhead, retrying the append"));
+                                    log(&format!("media buffer full: removed {}-{} ms behind the playhead, retrying the append", (start * 1000.0) as u64, (end * 1000.0) as u64));
                                     return Ok(());
                                 }
                                 _ => log("media buffer full and nothing behind the playhead to remove: retrying the append once"),
@@ -195,7 +195,9 @@ impl Media {
                                 return Ok(());
                             }
                             Err(e) => log(&format!(
-                                "cannot remove {start:.1}-{end:.1} s from the media buffer: {}",
+                                "cannot remove {}-{} ms from the media buffer: {}",
+                                (start * 1000.0) as u64,
+                                (end * 1000.0) as u64,
                                 err_str(e)
                             )),
                         }

@@ -20,7 +20,6 @@ use crate::{err_str, now_ms};
 use js_sys::{Array, Promise, Reflect};
 use std::rc::Rc;
 use std::sync::Arc;
-use swarm_proto::Manifest;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{HtmlVideoElement, MediaSource};
@@ -213,8 +212,8 @@ async fn run_start(
     let text = fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await;
     still_starting(shared)?;
     let text = text.map_err(|e| format!("Shoal: cannot load manifest {}: {e}", opts.src))?;
-    let manifest =
-        Manifest::from_json(&text).map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
+    let manifest = crate::json::manifest(&text)
+        .map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
     if !MediaSource::is_type_supported(manifest.mime()) {
         return Err(format!("Shoal: this browser cannot play {}", manifest.mime()).into());
     }

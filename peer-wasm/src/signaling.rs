@@ -111,7 +111,7 @@ impl Signaling {
             }
             WsEv::Text(g, text) if g == self.generation => {
                 self.last_heard = now;
-                match ServerMsg::decode(&text) {
+                match crate::json::server_msg(&text) {
                     Ok(m) => {
                         if let ServerMsg::Welcome {
                             peer_id,
@@ -172,8 +172,8 @@ impl Signaling {
         self.schedule_retry(now);
         let delay = self.retry_at.map_or(0.0, |t| t - now);
         log(&format!(
-            "{why}; playing on with peers and HTTP, reconnecting in {:.1} s",
-            delay / 1000.0
+            "{why}; playing on with peers and HTTP, reconnecting in {} ms",
+            delay.max(0.0) as u64
         ));
     }
 
