@@ -107,7 +107,7 @@ impl Engine {
         }
         // Several senders: find the liar against the origin's copy.
         if self.suspects.len() >= self.cfg.max_suspects {
-            self.suspects.pop_first();
+            super::maps::pop_first(&mut self.suspects);
         }
         self.suspects
             .insert(seg, Suspect::new(&self.manifest, seg, &p));
@@ -179,7 +179,7 @@ impl Engine {
     pub(super) fn expire_requests(&mut self) {
         let (now, timeout) = (self.now, self.cfg.piece_timeout_ms);
         let mut expired = Vec::new();
-        for p in self.partial.values_mut() {
+        for (_, p) in self.partial.iter_mut() {
             expired.extend(p.expire(now, timeout));
         }
         for k in expired {

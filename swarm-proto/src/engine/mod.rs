@@ -25,6 +25,7 @@ mod config;
 mod download;
 mod edge;
 mod io;
+mod maps;
 mod meter;
 mod pieces;
 mod playback;
@@ -42,9 +43,10 @@ use crate::manifest::{Manifest, Timeline};
 use crate::wire::{self, Message};
 use crate::Millis;
 use edge::PeerMsg;
+use maps::{Map, Set};
 use pieces::{Partial, Suspect};
 use remote::Remote;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use store::Store;
 
@@ -61,21 +63,21 @@ pub struct Engine {
     /// Whether `have` changed since peers were last told.
     have_shrunk: bool,
     store: Store,
-    partial: BTreeMap<SegmentId, Partial>,
-    suspects: BTreeMap<SegmentId, Suspect>,
+    partial: Map<SegmentId, Partial>,
+    suspects: Map<SegmentId, Suspect>,
     /// Segments to take from the origin only (a peer copy failed).
-    origin_only: BTreeSet<SegmentId>,
-    peers: BTreeMap<PeerKey, Remote>,
-    banned: BTreeSet<String>,
+    origin_only: Set<SegmentId>,
+    peers: Map<PeerKey, Remote>,
+    banned: Set<String>,
     banned_order: VecDeque<String>,
-    http_inflight: BTreeSet<Resource>,
-    http_retry_at: BTreeMap<Resource, Millis>,
+    http_inflight: Set<Resource>,
+    http_retry_at: Map<Resource, Millis>,
     /// Seed mode: requests waiting for a disk read.
-    pending_loads: BTreeMap<SegmentId, Vec<(PeerKey, PieceIndex)>>,
+    pending_loads: Map<SegmentId, Vec<(PeerKey, PieceIndex)>>,
     init: Option<Arc<[u8]>>,
     init_appended: bool,
     /// Segments appended to the media buffer and not removed since.
-    in_media: BTreeSet<SegmentId>,
+    in_media: Set<SegmentId>,
     out: VecDeque<Output>,
     position_ms: u64,
     next_append: u32,
@@ -101,18 +103,18 @@ impl Engine {
             have: Bitfield::new(n),
             have_shrunk: false,
             store: Store::default(),
-            partial: BTreeMap::new(),
-            suspects: BTreeMap::new(),
-            origin_only: BTreeSet::new(),
-            peers: BTreeMap::new(),
-            banned: BTreeSet::new(),
+            partial: Map::new(),
+            suspects: Map::new(),
+            origin_only: Set::new(),
+            peers: Map::new(),
+            banned: Set::new(),
             banned_order: VecDeque::new(),
-            http_inflight: BTreeSet::new(),
-            http_retry_at: BTreeMap::new(),
-            pending_loads: BTreeMap::new(),
+            http_inflight: Set::new(),
+            http_retry_at: Map::new(),
+            pending_loads: Map::new(),
             init: None,
             init_appended: false,
-            in_media: BTreeSet::new(),
+            in_media: Set::new(),
             out: Default::default(),
             position_ms: 0,
             next_append: 0,
@@ -354,10 +356,10 @@ impl Engine {
         if self.peers.remove(&peer).is_none() {
             return;
         }
-        for p in self.partial.values_mut() {
+        for (_, p) in self.partial.iter_mut() {
             p.forget_peer(peer);
         }
-        for v in self.pending_loads.values_mut() {
+        for (_, v) in self.pending_loads.iter_mut() {
             v.retain(|&(k, _)| k != peer);
         }
     }

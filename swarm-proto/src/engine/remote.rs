@@ -6,10 +6,10 @@
 //! a peer whose unserved requests outrun its deliveries by
 //! `Config::max_unserved_claims` is dropped.
 
+use super::maps::Map;
 use crate::bitfield::Bitfield;
 use crate::ids::SegmentId;
 use crate::Millis;
-use std::collections::BTreeMap;
 
 /// Most reject back-off entries kept per peer (oldest dropped first).
 pub(super) const MAX_REJECTS_PER_PEER: usize = 64;
@@ -34,7 +34,7 @@ pub(super) struct Remote {
     /// Requests it left unserved: rejects and timeouts.
     pub unserved: u64,
     /// seg -> time of its last reject of that segment (bounded).
-    pub rejected: BTreeMap<SegmentId, Millis>,
+    pub rejected: Map<SegmentId, Millis>,
     /// Bytes queued toward it, as last reported by the driver plus what we
     /// sent since.
     pub buffered: u64,
@@ -43,7 +43,7 @@ pub(super) struct Remote {
     /// Seed mode: when each segment was first refused because the swarm
     /// holds copies; a request for it after the back-off is served (claims
     /// alone cannot shut the seed).
-    pub refused_once: BTreeMap<SegmentId, Millis>,
+    pub refused_once: Map<SegmentId, Millis>,
     pub last_heard: Millis,
 }
 
@@ -59,10 +59,10 @@ impl Remote {
             answered_total: 0,
             delivered: 0,
             unserved: 0,
-            rejected: BTreeMap::new(),
+            rejected: Map::new(),
             buffered: 0,
             pending_loads: 0,
-            refused_once: BTreeMap::new(),
+            refused_once: Map::new(),
             last_heard: now,
         }
     }
@@ -75,7 +75,7 @@ impl Remote {
 
     /// Records a reject, keeping at most [`MAX_REJECTS_PER_PEER`] entries.
     pub fn note_reject(&mut self, seg: SegmentId, now: Millis, backoff_ms: u64) {
-        self.rejected.retain(|_, &mut t| t + backoff_ms > now);
+        self.rejected.retain(|_, &t| t + backoff_ms > now);
         if self.rejected.len() >= MAX_REJECTS_PER_PEER {
             if let Some((&oldest, _)) = self.rejected.iter().min_by_key(|(_, &t)| t) {
                 self.rejected.remove(&oldest);
@@ -99,7 +99,7 @@ impl Remote {
             return now < first + window_ms;
         }
         if self.refused_once.len() >= MAX_REFUSED_PER_PEER {
-            self.refused_once.pop_first();
+            super::maps::pop_first(&mut self.refused_once);
         }
         self.refused_once.insert(seg, now);
         true

@@ -2,13 +2,13 @@
 //! or a seed's disk cache. Bounded in bytes; the least recently used
 //! segment goes first when the bound bites.
 
+use super::maps::Map;
 use crate::ids::SegmentId;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Default)]
 pub(super) struct Store {
-    segs: BTreeMap<SegmentId, (Arc<[u8]>, u64)>,
+    segs: Map<SegmentId, (Arc<[u8]>, u64)>,
     bytes: usize,
     clock: u64,
 }

@@ -50,10 +50,10 @@ impl Engine {
         r.pending_loads += 1;
         // One read per segment: the entry lives until the read answers, even
         // if every waiting peer left meanwhile.
-        match self.pending_loads.entry(seg) {
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().push((peer, piece)),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(vec![(peer, piece)]);
+        match self.pending_loads.get_mut(&seg) {
+            Some(waiting) => waiting.push((peer, piece)),
+            None => {
+                self.pending_loads.insert(seg, vec![(peer, piece)]);
                 self.out.push_back(Output::Load { seg });
             }
         }
