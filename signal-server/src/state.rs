@@ -512,6 +512,8 @@ pub struct Totals {
 }
 
 impl Totals {
+    /// Counts one peer and its last report. Reports are the peer's own
+    /// claims: every sum saturates, so no value a client chooses overflows.
     fn add(&mut self, role: Role, report: Option<&PeerReport>) {
         self.peers += 1;
         match role {
@@ -519,11 +521,11 @@ impl Totals {
             Role::Seed => self.seeds += 1,
         }
         if let Some(r) = report {
-            self.bytes_from_peers += r.bytes_from_peers;
-            self.bytes_from_http += r.bytes_from_http;
-            self.bytes_uploaded += r.bytes_uploaded;
-            self.stalls += u64::from(r.stalls);
-            self.stalled_ms += r.stalled_ms;
+            self.bytes_from_peers = self.bytes_from_peers.saturating_add(r.bytes_from_peers);
+            self.bytes_from_http = self.bytes_from_http.saturating_add(r.bytes_from_http);
+            self.bytes_uploaded = self.bytes_uploaded.saturating_add(r.bytes_uploaded);
+            self.stalls = self.stalls.saturating_add(u64::from(r.stalls));
+            self.stalled_ms = self.stalled_ms.saturating_add(r.stalled_ms);
         }
         self.update_share();
     }
@@ -532,11 +534,11 @@ impl Totals {
         self.peers += o.peers;
         self.viewers += o.viewers;
         self.seeds += o.seeds;
-        self.bytes_from_peers += o.bytes_from_peers;
-        self.bytes_from_http += o.bytes_from_http;
-        self.bytes_uploaded += o.bytes_uploaded;
-        self.stalls += o.stalls;
-        self.stalled_ms += o.stalled_ms;
+        self.bytes_from_peers = self.bytes_from_peers.saturating_add(o.bytes_from_peers);
+        self.bytes_from_http = self.bytes_from_http.saturating_add(o.bytes_from_http);
+        self.bytes_uploaded = self.bytes_uploaded.saturating_add(o.bytes_uploaded);
+        self.stalls = self.stalls.saturating_add(o.stalls);
+        self.stalled_ms = self.stalled_ms.saturating_add(o.stalled_ms);
         self.update_share();
     }
 

@@ -94,6 +94,41 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
 }
 
 #[tokio::test]
+async fn reports_with_huge_counters_saturate_the_totals_instead_of_overflowing() {
+    let addr = start(test_config()).await;
+    let mut a = Client::viewer(addr).await;
+    let mut b = Client::viewer(addr).await;
+    let huge = PeerReport {
+        bytes_from_peers: u64::MAX,
+        bytes_from_http: u64::MAX,
+        bytes_uploaded: u64::MAX,
+        peers: u32::MAX,
+        startup_ms: Some(u64::MAX),
+        stalls: u32::MAX,
+        stalled_ms: u64::MAX,
+    };
+    for c in [&mut a, &mut b] {
+        c.join("movie").await;
+        c.send(&ClientMsg::Report {
+            swarm: "movie".into(),
+            report: huge.clone(),
+        })
+        .await;
+        c.ping().await;
+    }
+    let (status, _, body) = http_get(addr, "/api/swarms").await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let t = &v["swarms"][0]["totals"];
+    assert_eq!(t["bytes_from_peers"], u64::MAX, "{body}");
+    assert_eq!(t["stalled_ms"], u64::MAX);
+    assert_eq!(v["totals"]["bytes_uploaded"], u64::MAX);
+    // The server still answers both viewers.
+    a.ping().await;
+    b.ping().await;
+}
+
+#[tokio::test]
 async fn empty_swarms_disappear() {
     let addr = start(test_config()).await;
     let mut a = Client::viewer(addr).await;
