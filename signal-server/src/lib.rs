@@ -163,7 +163,16 @@ pub fn app(state: AppState) -> Router {
 
 /// Serves `config` on an already bound listener until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
     let router = app(AppState::new(config));
+    // Without TCP_NODELAY a second message in a row (an answer, then its
+    // trickled candidates) waits for the client's delayed ACK: ~40 ms added
+    // to every negotiation.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY on a client connection");
+        }
+    });
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),

@@ -25,6 +25,8 @@ use crate::AppState;
 /// [`MAX_SIGNAL_FRAME`] and this are read and answered with `too_large`;
 /// larger ones make the WebSocket layer fail and the connection closes.
 pub const MAX_WS_MESSAGE: usize = 16 * MAX_SIGNAL_FRAME;
+/// Read buffer per WebSocket (signaling frames are a few KiB at most).
+pub const WS_READ_BUFFER: usize = 8 * 1024;
 
 /// Outgoing queue length per client before it counts as a slow consumer.
 const OUTBOX_LEN: usize = 1024;
@@ -40,7 +42,10 @@ pub(crate) async fn ws_handler(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let addr = app.client_addr(peer, xff);
-    ws.max_message_size(MAX_WS_MESSAGE)
+    // Signaling frames are small: an 8 KiB read buffer instead of the
+    // library's 128 KiB (which was most of the memory per connection).
+    ws.read_buffer_size(WS_READ_BUFFER)
+        .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
         .on_upgrade(move |socket| Conn::new(app, addr).run(socket))
 }
