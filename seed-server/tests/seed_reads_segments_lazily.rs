@@ -1,5 +1,5 @@
 //! The seed reads a segment file only when a viewer asks for it, verifies
-//! it, and keeps at most `store_max_bytes` of segments in memory: a video
+//! it, and keeps at most `HubConfig::cache_bytes` of segments in memory: a video
 //! larger than that cache is still served whole, to one viewer after
 //! another. Real ffmpeg, real WebRTC on 127.0.0.1.
 mod common;
@@ -13,7 +13,6 @@ use shoal_seed::stats::SeedStats;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use swarm_proto::Config;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_segment_is_served_from_disk_through_a_cache_smaller_than_the_video() {
@@ -36,10 +35,7 @@ async fn every_segment_is_served_from_disk_through_a_cache_smaller_than_the_vide
     let stats = Arc::new(SeedStats::default());
     let origin = start_origin(lib.clone(), stats.clone(), 4).await;
     let cfg = HubConfig {
-        engine: Config {
-            store_max_bytes,
-            ..Config::default()
-        },
+        cache_bytes: store_max_bytes,
         ..HubConfig::new(4)
     };
     let hub = Arc::new(SwarmHub::new(&lib, stats.clone(), cfg));

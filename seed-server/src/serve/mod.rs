@@ -95,7 +95,8 @@ pub struct HubConfig {
     /// had nothing sent to it for this long (the longest idle first).
     pub evict_idle_after: Duration,
     /// Verified segments kept in memory over all contents, shared equally
-    /// (each content gets at least [`MIN_CONTENT_CACHE_BYTES`]).
+    /// (each content gets at least [`MIN_CONTENT_CACHE_BYTES`], or all of it
+    /// when it is smaller).
     pub cache_bytes: usize,
     /// The engine of every content (its `max_peers` is raised to `capacity`,
     /// its `store_max_bytes` set from `cache_bytes`).
@@ -115,9 +116,11 @@ impl HubConfig {
     }
 }
 
-/// Each content's share of a `total` cache over `contents` contents.
+/// Each content's share of a `total` cache over `contents` contents: an
+/// equal share, but at least [`MIN_CONTENT_CACHE_BYTES`] (or the whole
+/// cache, when it is smaller than that).
 fn content_cache_bytes(total: usize, contents: usize) -> usize {
-    (total / contents.max(1)).max(MIN_CONTENT_CACHE_BYTES)
+    (total / contents.max(1)).max(MIN_CONTENT_CACHE_BYTES.min(total))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -258,5 +261,23 @@ impl SwarmHub {
             slot,
         };
         Some(tokio::spawn(task.run()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_is_shared_by_the_contents_with_a_floor() {
+        assert_eq!(content_cache_bytes(256 << 20, 4), 64 << 20);
+        // Many contents: each keeps the floor (the total grows, bounded per content).
+        assert_eq!(
+            content_cache_bytes(256 << 20, 1000),
+            MIN_CONTENT_CACHE_BYTES
+        );
+        // A cache smaller than the floor is used as given.
+        assert_eq!(content_cache_bytes(1 << 20, 1), 1 << 20);
+        assert_eq!(content_cache_bytes(1 << 20, 0), 1 << 20);
     }
 }
