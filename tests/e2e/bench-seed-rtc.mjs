@@ -4,6 +4,8 @@
 // speaks the Shoal wire protocol (Hello, Bitfield, Request) directly, and
 // pulls every piece of the sample with WINDOW requests in flight.
 // Prints one JSON line. Runs inside a loopback-only namespace.
+// Uses the release build of the seed (scripts/bench.sh builds it for this
+// bench); SEED_BUILD=debug measures the debug build instead.
 import {
   startServers, launchBrowser, listVods, fetchJson, assertIsolatedNetns, assertLoopbackCandidates, recordCandidates,
 } from './lib.mjs';
@@ -12,7 +14,8 @@ import { ROOT } from './lib.mjs';
 
 const WINDOW = Number(process.env.WINDOW || 64);
 assertIsolatedNetns();
-const servers = await startServers({ cache: path.join(ROOT, '.shoal/cache') });
+const SEED_BUILD = process.env.SEED_BUILD || 'release';
+const servers = await startServers({ cache: path.join(ROOT, '.shoal/cache'), release: SEED_BUILD === 'release' });
 let browser;
 try {
   const [vod] = await listVods(servers.seedUrl);
@@ -80,7 +83,7 @@ try {
   }, { ws: servers.signalWs, manifest, WINDOW });
   await assertLoopbackCandidates(page);
   const mbps = result.bytes / result.secs / 1e6;
-  process.stdout.write(JSON.stringify({ seed_rtc_to_one_browser_MBps: +mbps.toFixed(2), bytes: result.bytes, seconds: +result.secs.toFixed(2), window: WINDOW }) + '\n');
+  process.stdout.write(JSON.stringify({ seed_rtc_to_one_browser_MBps: +mbps.toFixed(2), bytes: result.bytes, seconds: +result.secs.toFixed(2), window: WINDOW, seed_build: SEED_BUILD }) + '\n');
 } finally {
   if (browser) await browser.close().catch(() => {});
   await servers.stop();

@@ -208,8 +208,12 @@ export async function startServers({
   env = {},
   timeoutMs = 120_000,
   seed: withSeed = true,
+  // Run the seed from the release build (benchmarks; `cargo build --release -p shoal-seed`
+  // first). The default, and every e2e test, uses the debug build.
+  release = false,
 } = {}) {
   cache ??= await tempDir('shoal-cache-');
+  const seedBin = path.join(TARGET_DIR, release ? 'release' : 'debug', 'shoal-seed');
   const signal = spawnServer(
     'signal',
     path.join(TARGET_DIR, 'debug', 'shoal-signal'),
@@ -224,7 +228,7 @@ export async function startServers({
     try {
       seed = spawnServer(
         'seed',
-        path.join(TARGET_DIR, 'debug', 'shoal-seed'),
+        seedBin,
         ['--media', media, '--cache', cache, '--listen', '127.0.0.1:0', '--signal', signalWs, ...seedArgs],
         { env, marker: 'SHOAL_SEED_LISTENING', timeoutMs },
       );
@@ -247,7 +251,7 @@ export async function startServers({
     addSeed: async ({ cache: seedCache = cache, args = seedArgs } = {}) => {
       const s = spawnServer(
         `seed${extraSeeds.length + 2}`,
-        path.join(TARGET_DIR, 'debug', 'shoal-seed'),
+        seedBin,
         ['--media', media, '--cache', seedCache, '--listen', '127.0.0.1:0', '--signal', signalWs, ...args],
         { env, marker: 'SHOAL_SEED_LISTENING', timeoutMs },
       );

@@ -137,7 +137,7 @@ impl RtcHost {
             .with_handler(Arc::new(Handler { id, ctl: ctl_tx }))
             .with_runtime(self.runtime.clone())
             .with_udp_addrs(vec![SocketAddr::new(bind_ip, 0)])
-            .with_data_channel_send_buffer_limit(self.cfg.send_buffer_limit)
+            .with_data_channel_send_buffer_limit(self.cfg.effective_send_buffer_limit())
             .build()
             .await
             .map_err(|e| RtcError::negotiation("creating peer connection", e))?;

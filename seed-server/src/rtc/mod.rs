@@ -68,6 +68,10 @@
 //!   both measured the same on loopback, 30-40 MB/s, so the earlier "tiny fragment stall" was
 //!   most likely drop + retransmission-timeout stalls).
 //! * UDP socket buffers of [`UDP_SOCKET_BUFFER`] (kernel-capped by `net.core.rmem_max`/`wmem_max`).
+//! * Send-buffer limit [`RtcConfig::send_buffer_limit`] (1 MiB), but at most
+//!   [`LOOPBACK_SEND_BUFFER_LIMIT`] on a loopback `bind_ip`: unpaced loopback bursts overflow the
+//!   browser's 128 KiB UDP receive buffer, and each lost burst tail costs a >= 1 s SCTP
+//!   retransmission timeout.
 //! * ICE checks every 20 ms while connecting (channel opens ~100 ms after the answer instead of
 //!   ~200 ms), with up to 100 checks per pair (2 s) so that slow paths still connect.
 //! * ICE timeouts: disconnected after 5 s of silence, failed 10 s later; a peer that vanishes
@@ -114,14 +118,44 @@ pub const EVENT_QUEUE: usize = 64;
 /// drop then costs an SCTP retransmission timeout (measured: seconds of stall per 32 MiB).
 pub const UDP_SOCKET_BUFFER: usize = 4 << 20;
 
+/// Send-buffer limit used instead of [`RtcConfig::send_buffer_limit`] (when smaller) if
+/// `bind_ip` is a loopback address. Chromium's WebRTC UDP socket has a receive buffer of
+/// 128 KiB (`ss -uampn`: `rb131072`), about 56 datagrams of 1200 bytes (2304 bytes of kernel
+/// accounting each). On loopback nothing paces the seed's sends, so a window of 1 MiB arrives in
+/// bursts that overflow it (measured: 60-160 `RcvbufErrors` per 10 MB); the lost tail of a
+/// burst is recovered only by SCTP's retransmission timeout, at least 1 s in webrtc-rs
+/// (`RTO_MIN`, not configurable), because a request/response viewer sends nothing more until
+/// the lost piece arrives. Outstanding bytes stay below this limit plus one message (16 KiB
+/// pieces: at most 48 KiB, ~42 datagrams), so the browser's buffer cannot overflow. Measured
+/// with `npm run bench:seed-rtc` (release seed, 10.8 MB, busy 2-core machine): 1 MiB gave
+/// 1.9-7 MB/s with 70-300 drops per run; 32 KiB 9-24 MB/s with none (2.5-5x in interleaved
+/// runs); 64 KiB still dropped. With 16 KiB pieces the window is then two pieces; a webrtc-rs
+/// client (4 MiB socket buffers, `tests/rtc_loopback.rs`) still gets ~50 MB/s.
+/// Over a real network the bottleneck link paces arrivals and the bandwidth-delay product needs
+/// the full window, so other addresses keep [`RtcConfig::send_buffer_limit`].
+pub const LOOPBACK_SEND_BUFFER_LIMIT: usize = 32 << 10;
+
 /// Configuration of an [`RtcHost`].
 #[derive(Clone, Debug)]
 pub struct RtcConfig {
     /// Address every connection's UDP socket binds (port chosen by the OS). Concrete IPv4 only:
     /// 127.0.0.1 in tests, the seed's public IP in production.
     pub bind_ip: IpAddr,
-    /// Per-connection send buffer: [`RtcSender::send`] waits while this many bytes are unacknowledged.
+    /// Per-connection send buffer: [`RtcSender::send`] waits while this many bytes are
+    /// unacknowledged (on loopback at most [`LOOPBACK_SEND_BUFFER_LIMIT`]).
     pub send_buffer_limit: usize,
+}
+
+impl RtcConfig {
+    /// The send-buffer limit connections get: [`RtcConfig::send_buffer_limit`], capped at
+    /// [`LOOPBACK_SEND_BUFFER_LIMIT`] when `bind_ip` is a loopback address.
+    pub fn effective_send_buffer_limit(&self) -> usize {
+        if self.bind_ip.is_loopback() {
+            self.send_buffer_limit.min(LOOPBACK_SEND_BUFFER_LIMIT)
+        } else {
+            self.send_buffer_limit
+        }
+    }
 }
 
 impl Default for RtcConfig {
