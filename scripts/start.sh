@@ -19,6 +19,15 @@ bash scripts/build-wasm.sh
 bin="${CARGO_TARGET_DIR:-target}/debug"
 logs=.shoal/logs
 mkdir -p "$logs" .shoal/cache
+# The seed proves itself to the signal server with a token signed by this
+# key (the seed signs its own, since both run here). Made once, kept private.
+if [ -z "${SHOAL_SEED_KEY:-}" ]; then
+  if [ ! -s .shoal/seed.key ]; then
+    (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' > .shoal/seed.key)
+  fi
+  SHOAL_SEED_KEY=$(cat .shoal/seed.key)
+  export SHOAL_SEED_KEY
+fi
 pids=()
 cleanup() {
   trap - EXIT INT TERM

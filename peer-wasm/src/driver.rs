@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::rc::Weak;
 use std::sync::Arc;
 use swarm_proto::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
-use swarm_proto::signal::{ClientMsg, ErrorCode, PeerInfo, RtcSignal, ServerMsg};
+use swarm_proto::signal::{ClientMsg, PeerInfo, RefuseReason, RtcSignal, ServerMsg};
 use swarm_proto::Manifest;
 use web_sys::AbortSignal;
 
@@ -47,6 +47,8 @@ pub(crate) struct Driver {
     joined: bool,
     /// Joined on an earlier signal connection (so this join is a rejoin).
     joined_before: bool,
+    /// When to ask again after a join refused for a passing reason.
+    rejoin_at: Option<f64>,
     peers: Peers,
     origins: Origins,
     fetch_signal: AbortSignal,
@@ -57,6 +59,25 @@ pub(crate) struct Driver {
     dropped: VecDeque<String>,
     last_report: f64,
     last_get_peers: f64,
+}
+
+/// Delay before joining again after a refusal that may pass.
+const REJOIN_AFTER_MS: f64 = 3000.0;
+
+/// The wire name of a refusal reason (what `stats().error` and the notice show).
+fn reason_code(r: RefuseReason) -> &'static str {
+    use RefuseReason::*;
+    match r {
+        TokenRequired => "token_required",
+        BadToken => "bad_token",
+        BadSignature => "bad_signature",
+        Expired => "expired",
+        NotEntitled => "not_entitled",
+        Banned => "banned",
+        UnknownChannel => "unknown_channel",
+        SeedCredential => "seed_credential",
+        Limit => "limit",
+    }
 }
 
 impl Driver {
@@ -80,6 +101,7 @@ impl Driver {
             signal,
             joined: false,
             joined_before: false,
+            rejoin_at: None,
             peers: Peers::default(),
             origins,
             fetch_signal,
@@ -178,6 +200,11 @@ impl Driver {
         {
             self.input(Input::Timeout);
         }
+        if !self.joined && self.signal.is_ready() && self.rejoin_at.is_some_and(|at| t >= at) {
+            self.rejoin_at = None;
+            let swarm = self.content_id();
+            self.signal.send(&ClientMsg::Join { swarm });
+        }
         if self.joined
             && self.peers.open_count() < WANT_PEERS
             && t - self.last_get_peers >= GET_PEERS_EVERY_MS
@@ -198,6 +225,7 @@ impl Driver {
         let t = now_ms();
         match msg {
             ServerMsg::Welcome { .. } => {
+                self.rejoin_at = None;
                 self.signal.send(&ClientMsg::Join { swarm: cid });
             }
             ServerMsg::Joined {
@@ -246,9 +274,31 @@ impl Driver {
             }
             ServerMsg::Error { code, message } => {
                 log(&format!("signal server error {code:?}: {message}"));
-                if code == ErrorCode::Refused {
-                    log("admission refused: not reconnecting; playing on from HTTP and open peers");
+            }
+            ServerMsg::Refused {
+                swarm,
+                reason,
+                message,
+            } if swarm.as_ref().is_none_or(|s| *s == cid) => {
+                if reason.is_final() {
+                    // The same token would be refused again: stop, and say
+                    // why to the person watching.
                     self.signal.refused(&mut self.graveyard);
+                    let text =
+                        format!("Shoal: access refused ({}): {message}", reason_code(reason));
+                    crate::media::show_notice(self.media.video(), &text);
+                    self.fatal.get_or_insert(text);
+                } else if swarm.is_some() {
+                    // The channel may come back (its seed restarting) or the
+                    // server be less busy: play on, ask again later.
+                    log(&format!(
+                        "join refused ({message}); asking again in {REJOIN_AFTER_MS} ms"
+                    ));
+                    self.rejoin_at = Some(t + REJOIN_AFTER_MS);
+                } else {
+                    log(&format!(
+                        "signal server busy ({message}); reconnecting later"
+                    ));
                 }
             }
             _ => {}

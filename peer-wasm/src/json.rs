@@ -17,7 +17,8 @@
 use js_sys::{Array, Reflect, JSON};
 use swarm_proto::manifest::{ManifestError, ManifestParts, SegmentEntry};
 use swarm_proto::signal::{
-    ErrorCode, PeerInfo, RtcSignal, SeedInfo, ServerMsg, SignalError, MAX_SIGNAL_FRAME,
+    ErrorCode, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg, SignalError,
+    MAX_SIGNAL_FRAME,
 };
 use swarm_proto::Manifest;
 use wasm_bindgen::JsValue;
@@ -170,6 +171,11 @@ fn read_server_msg(text: &str) -> Result<ServerMsg, String> {
             code: error_code(&o.str("code")?)?,
             message: o.str("message")?,
         },
+        "refused" => ServerMsg::Refused {
+            swarm: o.opt_str("swarm")?,
+            reason: refuse_reason(&o.str("reason")?)?,
+            message: o.str("message")?,
+        },
         other => return Err(format!("unknown message type {other:?}")),
     })
 }
@@ -212,8 +218,23 @@ fn error_code(s: &str) -> Result<ErrorCode, String> {
         "protocol" => ErrorCode::Protocol,
         "unknown_peer" => ErrorCode::UnknownPeer,
         "not_joined" => ErrorCode::NotJoined,
-        "refused" => ErrorCode::Refused,
         other => return Err(format!("unknown error code {other:?}")),
+    })
+}
+
+fn refuse_reason(s: &str) -> Result<RefuseReason, String> {
+    use RefuseReason::*;
+    Ok(match s {
+        "token_required" => TokenRequired,
+        "bad_token" => BadToken,
+        "bad_signature" => BadSignature,
+        "expired" => Expired,
+        "not_entitled" => NotEntitled,
+        "banned" => Banned,
+        "unknown_channel" => UnknownChannel,
+        "seed_credential" => SeedCredential,
+        "limit" => Limit,
+        other => return Err(format!("unknown refusal reason {other:?}")),
     })
 }
 

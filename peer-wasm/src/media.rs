@@ -69,6 +69,42 @@ enum Op {
     EndOfStream,
 }
 
+/// Shows `text` to the person watching, in a banner right after `video`
+/// (class `shoal-notice`, `role="alert"`, so a page can restyle it), and
+/// fires `shoal-error` on the video. Replaces an earlier banner.
+pub(crate) fn show_notice(video: &HtmlVideoElement, text: &str) {
+    let show = || -> Result<(), JsValue> {
+        let parent = video
+            .parent_node()
+            .ok_or("the video is not in a document")?;
+        let doc = video.owner_document().ok_or("no document")?;
+        let next = video.next_element_sibling();
+        let div = match next.filter(|e| e.class_name() == "shoal-notice") {
+            Some(old) => old,
+            None => {
+                let div = doc.create_element("div")?;
+                div.set_class_name("shoal-notice");
+                div.set_attribute("role", "alert")?;
+                div.set_attribute(
+                    "style",
+                    "margin:.5em 0;padding:.6em 1em;background:#3a1d1d;color:#fff;font:14px/1.4 sans-serif;border-radius:4px",
+                )?;
+                parent.insert_before(&div, video.next_sibling().as_ref())?;
+                div
+            }
+        };
+        div.set_text_content(Some(text));
+        video.dispatch_event(&web_sys::Event::new("shoal-error")?)?;
+        Ok(())
+    };
+    if let Err(e) = show() {
+        crate::log(&format!(
+            "cannot show the notice {text:?}: {}",
+            crate::err_str(e)
+        ));
+    }
+}
+
 pub(crate) struct Media {
     at: Attached,
     sb: SourceBuffer,
@@ -83,6 +119,10 @@ pub(crate) struct Media {
 }
 
 impl Media {
+    pub fn video(&self) -> &HtmlVideoElement {
+        &self.at.video
+    }
+
     pub fn new(at: Attached, sb: SourceBuffer, weak: &Weak<Shared>) -> Result<Media, JsValue> {
         let ev = |e: fn() -> MediaEv| cb(weak, move |_| Some(Ev::Media(e())));
         let (sb_target, video_target): (EventTarget, EventTarget) =

@@ -4,7 +4,9 @@
 #![cfg(target_arch = "wasm32")]
 
 use swarm_proto::manifest::{sha256_hex, SegmentEntry, MANIFEST_VERSION};
-use swarm_proto::signal::{ErrorCode, PeerInfo, RtcSignal, SeedInfo, ServerMsg, SignalError};
+use swarm_proto::signal::{
+    ErrorCode, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg, SignalError,
+};
 use swarm_proto::{Manifest, ManifestParts};
 use wasm_bindgen_test::*;
 
@@ -75,9 +77,26 @@ fn every_server_msg() -> Vec<ServerMsg> {
         ErrorCode::Protocol,
         ErrorCode::UnknownPeer,
         ErrorCode::NotJoined,
-        ErrorCode::Refused,
     ] {
         msgs.push(ServerMsg::error(code, "why"));
+    }
+    use RefuseReason::*;
+    for (i, reason) in [
+        TokenRequired,
+        BadToken,
+        BadSignature,
+        Expired,
+        NotEntitled,
+        Banned,
+        UnknownChannel,
+        SeedCredential,
+        Limit,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let swarm = (i % 2 == 0).then_some("s");
+        msgs.push(ServerMsg::refused(swarm, reason, "why"));
     }
     msgs
 }

@@ -42,7 +42,8 @@ struct Args {
     /// Signal server WebSocket URL, e.g. ws://127.0.0.1:8080/ws. Without it the seed is HTTP only.
     #[arg(long, value_name = "URL")]
     signal: Option<String>,
-    /// Token sent in `hello` if the signal server requires one.
+    /// Seed token presented to the signal server (`shoal-signal
+    /// issue-seed-token --seed-id ID` prints one; give the same --seed-id).
     #[arg(
         long,
         value_name = "TOKEN",
@@ -50,6 +51,16 @@ struct Args {
         hide_env_values = true
     )]
     signal_token: Option<String>,
+    /// The signal server's seed key: the seed signs its own seed token with
+    /// it (for an operator running both; a seed on another host should get
+    /// --signal-token instead). Ignored when --signal-token is given.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SHOAL_SEED_KEY",
+        hide_env_values = true
+    )]
+    seed_key: Option<String>,
     /// Seed id announced to the signal server (default: random).
     #[arg(long, value_name = "ID")]
     seed_id: Option<String>,
@@ -210,8 +221,17 @@ async fn main() -> ExitCode {
         };
         let hub = Arc::new(SwarmHub::new(&library, stats.clone(), hub_cfg));
         hub.spawn_timers();
+        let seed_id = args.seed_id.clone().unwrap_or_else(random_seed_id);
+        let token = match (&args.signal_token, &args.seed_key) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(key)) if !key.is_empty() => Some(signaling::mint_seed_token(key, &seed_id)),
+            _ => {
+                warn!("neither --signal-token nor --seed-key given: the signal server will refuse this seed unless it accepts seeds without credentials");
+                None
+            }
+        };
         let seed = SeedInfo {
-            seed_id: args.seed_id.clone().unwrap_or_else(random_seed_id),
+            seed_id,
             http_base: public_url.clone(),
             contents: hub.contents(),
             capacity: args.capacity,
@@ -221,11 +241,7 @@ async fn main() -> ExitCode {
             ..RtcConfig::default()
         });
         tokio::spawn(signaling::run(
-            SignalingConfig {
-                url,
-                seed,
-                token: args.signal_token.clone(),
-            },
+            SignalingConfig { url, seed, token },
             hub,
             host,
         ));

@@ -9,7 +9,9 @@ use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use swarm_proto::signal::{ClientMsg, ErrorCode, Role, RtcSignal, SeedInfo, ServerMsg};
+use swarm_proto::signal::{
+    ClientMsg, ErrorCode, RefuseReason, Role, RtcSignal, SeedInfo, ServerMsg,
+};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tracing::{debug, info, warn};
@@ -29,8 +31,13 @@ pub enum SignalingError {
     },
     #[error("websocket: {0}")]
     Ws(#[from] Box<tokio_tungstenite::tungstenite::Error>),
-    #[error("signal server refused hello: {code:?}: {message}")]
-    Refused { code: ErrorCode, message: String },
+    #[error("signal server answered hello with an error: {code:?}: {message}")]
+    Rejected { code: ErrorCode, message: String },
+    #[error("signal server refused this seed ({reason:?}): {message}; check --seed-key / --signal-token and --seed-id")]
+    Refused {
+        reason: RefuseReason,
+        message: String,
+    },
     #[error("connection closed before welcome{0}")]
     ClosedBeforeWelcome(String),
     #[error("no welcome within {0:?}")]
@@ -51,6 +58,19 @@ pub struct SignalingConfig {
     pub url: String,
     pub seed: SeedInfo,
     pub token: Option<String>,
+}
+
+/// Signs a seed token for `seed_id` with the signal server's seed `key`
+/// (HS256 JWT with the claims of [`swarm_proto::auth::SeedClaims`], no
+/// expiry: the seed signs a new one at every start).
+pub fn mint_seed_token(key: &str, seed_id: &str) -> String {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    encode(
+        &Header::new(Algorithm::HS256),
+        &swarm_proto::auth::SeedClaims::new(seed_id, None),
+        &EncodingKey::from_secret(key.as_bytes()),
+    )
+    .expect("HS256 signing of serializable claims cannot fail")
 }
 
 /// Runs the signaling client forever (reconnecting with backoff).
@@ -108,8 +128,11 @@ async fn session(
                         group,
                     }) => return Ok((peer_id, heartbeat_ms, group)),
                     Ok(ServerMsg::Error { code, message }) => {
-                        return Err(SignalingError::Refused { code, message })
+                        return Err(SignalingError::Rejected { code, message })
                     }
+                    Ok(ServerMsg::Refused {
+                        reason, message, ..
+                    }) => return Err(SignalingError::Refused { reason, message }),
                     Ok(other) => debug!(?other, "message before welcome ignored"),
                     Err(e) => warn!(error = %e, "unreadable message from signal server"),
                 },

@@ -749,7 +749,8 @@ impl Server {
         let log_file = std::fs::File::create(&o.log_path)
             .unwrap_or_else(|e| die(&format!("cannot create {}: {e}", o.log_path)));
         let mut child = Command::new(&o.server)
-            .args(["--listen", "127.0.0.1:0"])
+            // The swarms here have no seed: let viewers create them.
+            .args(["--listen", "127.0.0.1:0", "--allow-unknown-channels"])
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .stdin(Stdio::null())

@@ -26,12 +26,14 @@ use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+pub mod auth;
 pub mod groups;
 pub mod state;
 mod ws;
 
+pub use auth::{AuthConfig, Key, OpenChannels};
 pub use groups::{GroupTable, GroupsError};
-pub use state::State;
+pub use state::{Admission, State};
 
 /// Everything the server needs to run.
 #[derive(Clone, Debug)]
@@ -54,6 +56,10 @@ pub struct Config {
     pub max_bad_frames: u32,
     /// Seed for peer ids and match tie-breaks; `None` draws one from the OS.
     pub rng_seed: Option<u64>,
+    /// Viewer tokens, seed credentials, open channels.
+    pub auth: AuthConfig,
+    /// Let viewers join swarms no seed announces (off: `unknown_channel`).
+    pub allow_unknown_channels: bool,
 }
 
 impl Default for Config {
@@ -69,6 +75,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             max_bad_frames: 20,
             rng_seed: None,
+            auth: AuthConfig::default(),
+            allow_unknown_channels: false,
         }
     }
 }
@@ -86,7 +94,16 @@ struct Inner {
 
 impl AppState {
     pub fn new(config: Config) -> Self {
-        let state = State::new(config.match_rule, config.heartbeat_ms, config.rng_seed);
+        let admission = Admission {
+            auth: config.auth.clone(),
+            allow_unknown_channels: config.allow_unknown_channels,
+        };
+        let state = State::new(
+            config.match_rule,
+            config.heartbeat_ms,
+            config.rng_seed,
+            admission,
+        );
         AppState {
             inner: Arc::new(Inner {
                 config,

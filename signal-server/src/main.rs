@@ -10,9 +10,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ipnet::IpNet;
-use shoal_signal::{serve, Config, GroupTable};
+use shoal_signal::auth::{mint_seed_token, mint_viewer_token, unix_now, MIN_KEY_LEN};
+use shoal_signal::{serve, AuthConfig, Config, GroupTable, Key, OpenChannels};
+use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::MatchRule;
 
 #[derive(Debug, Parser)]
@@ -21,7 +23,10 @@ use swarm_proto::matching::MatchRule;
     version,
     about = "Shoal signal server: swarms, peer matching, WebRTC signaling relay"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "SHOAL_SIGNAL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -55,6 +60,113 @@ struct Cli {
     /// Most peers returned by join / get_peers.
     #[arg(long, env = "SHOAL_SIGNAL_MATCH_MAX", default_value_t = MatchRule::default().max)]
     match_max: usize,
+    /// Key (at least 32 bytes) that verifies viewer tokens (JWT, HS256) issued
+    /// by the website's backend. Without it every channel is open.
+    #[arg(long, env = "SHOAL_VIEWER_KEY", hide_env_values = true)]
+    viewer_key: Option<String>,
+    /// Key (at least 32 bytes) that verifies seed tokens. Without it no seed
+    /// can register. `shoal-signal issue-seed-token` makes a token.
+    #[arg(long, env = "SHOAL_SEED_KEY", hide_env_values = true)]
+    seed_key: Option<String>,
+    /// Channel viewers may join without a token when --viewer-key is set;
+    /// repeat or separate with commas; `*` opens every channel.
+    #[arg(
+        long = "open-channel",
+        env = "SHOAL_OPEN_CHANNELS",
+        value_delimiter = ','
+    )]
+    open_channel: Vec<String>,
+    /// Let viewers join channels that no seed offers (they create them).
+    #[arg(long, env = "SHOAL_ALLOW_UNKNOWN_CHANNELS")]
+    allow_unknown_channels: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prints a seed token (the seed's `--signal-token`) for SEED_ID.
+    IssueSeedToken {
+        /// The seed's `--seed-id`.
+        #[arg(long)]
+        seed_id: String,
+        /// Validity in seconds (0: no expiry).
+        #[arg(long, default_value_t = 0)]
+        ttl_s: u64,
+        /// The signal server's --seed-key.
+        #[arg(long, env = "SHOAL_SEED_KEY", hide_env_values = true)]
+        key: String,
+    },
+    /// Prints a viewer token (what a website's backend issues).
+    IssueViewerToken {
+        /// Viewer id.
+        #[arg(long)]
+        sub: String,
+        /// Channels allowed (repeat or comma-separated; `*` for all).
+        #[arg(long = "channel", value_delimiter = ',', required = true)]
+        channels: Vec<String>,
+        /// Validity in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl_s: u64,
+        /// User group (plan, tier) recorded with the viewer.
+        #[arg(long)]
+        group: Option<String>,
+        /// The signal server's --viewer-key.
+        #[arg(long, env = "SHOAL_VIEWER_KEY", hide_env_values = true)]
+        key: String,
+    },
+}
+
+fn key_arg(flag: &str, value: &Option<String>) -> anyhow::Result<Option<Key>> {
+    let Some(v) = value else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        !v.is_empty(),
+        "{flag} is empty: give a key of at least {MIN_KEY_LEN} bytes or leave it out"
+    );
+    if v.len() < MIN_KEY_LEN {
+        tracing::warn!("{flag} is {} bytes: use at least {MIN_KEY_LEN} random bytes (e.g. `openssl rand -hex 32`)", v.len());
+    }
+    Ok(Some(Key::new(v.as_bytes())))
+}
+
+/// Runs a token subcommand: prints the token on stdout.
+fn issue(cmd: Command) -> anyhow::Result<()> {
+    let token = match cmd {
+        Command::IssueSeedToken {
+            seed_id,
+            ttl_s,
+            key,
+        } => {
+            anyhow::ensure!(!key.is_empty(), "--key (SHOAL_SEED_KEY) is empty");
+            let exp = (ttl_s > 0).then(|| unix_now() + ttl_s);
+            mint_seed_token(&Key::new(key.as_bytes()), &seed_id, exp)
+        }
+        Command::IssueViewerToken {
+            sub,
+            channels,
+            ttl_s,
+            group,
+            key,
+        } => {
+            anyhow::ensure!(!key.is_empty(), "--key (SHOAL_VIEWER_KEY) is empty");
+            anyhow::ensure!(
+                ttl_s > 0,
+                "--ttl-s must be above 0: viewer tokens always expire"
+            );
+            let claims = ViewerClaims {
+                sub,
+                exp: unix_now() + ttl_s,
+                channels,
+                group,
+            };
+            claims
+                .check()
+                .map_err(|e| anyhow::anyhow!("bad claims: {e}"))?;
+            mint_viewer_token(&Key::new(key.as_bytes()), &claims)
+        }
+    };
+    println!("{token}");
+    Ok(())
 }
 
 fn parse_net(s: &str) -> Result<IpNet, String> {
@@ -64,7 +176,10 @@ fn parse_net(s: &str) -> Result<IpNet, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(cmd) = cli.command.take() {
+        return issue(cmd);
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -97,8 +212,25 @@ async fn main() -> anyhow::Result<()> {
         },
         groups,
         trusted_proxies: cli.trusted_proxy,
+        auth: AuthConfig {
+            viewer_key: key_arg("--viewer-key", &cli.viewer_key)?,
+            seed_key: key_arg("--seed-key", &cli.seed_key)?,
+            open_channels: OpenChannels::from_list(&cli.open_channel),
+        },
+        allow_unknown_channels: cli.allow_unknown_channels,
         ..Config::default()
     };
+    match &config.auth.viewer_key {
+        None => {
+            tracing::warn!("no --viewer-key: admission is off, every channel is open to anyone")
+        }
+        Some(_) => {
+            tracing::info!(open = ?config.auth.open_channels, "viewer tokens required except on open channels")
+        }
+    }
+    if config.auth.seed_key.is_none() {
+        tracing::warn!("no --seed-key: no seed can register, viewers get no seeds");
+    }
     for (flag, dir) in [
         ("--web-dir", &config.web_dir),
         ("--pkg-dir", &config.pkg_dir),

@@ -16,9 +16,15 @@ use std::time::Instant;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
+use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::{select_peers, Candidate, MatchRule};
-use swarm_proto::signal::{ClientMsg, ErrorCode, PeerInfo, PeerReport, Role, SeedInfo, ServerMsg};
+use swarm_proto::signal::{
+    ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedInfo, ServerMsg,
+    MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
+};
 use tokio::sync::mpsc;
+
+use crate::auth::{unix_now, AuthConfig};
 
 /// Most swarms a viewer may be in at once (seeds are not limited).
 pub const MAX_SWARMS_PER_VIEWER: usize = 64;
@@ -34,6 +40,8 @@ struct Peer {
     tx: Outbox,
     swarms: BTreeSet<String>,
     seed: Option<SeedInfo>,
+    /// The viewer token it presented at `hello`, once verified.
+    viewer: Option<ViewerClaims>,
     reports: HashMap<String, ReportEntry>,
 }
 
@@ -53,19 +61,37 @@ pub enum LeaveReason {
     TooManyBadFrames,
     SlowConsumer,
     Replaced,
+    Refused,
+}
+
+/// Who may join what: the parts of the configuration the state applies.
+#[derive(Clone, Debug, Default)]
+pub struct Admission {
+    pub auth: AuthConfig,
+    /// Let viewers join swarms that no seed announces (they then create
+    /// them). Off by default: such a join is refused as `unknown_channel`.
+    pub allow_unknown_channels: bool,
 }
 
 pub struct State {
     peers: HashMap<String, Peer>,
     swarms: BTreeMap<String, BTreeSet<String>>,
     seed_ids: HashMap<String, String>,
+    /// Channels announced by registered seeds, with how many seeds each.
+    channels: HashMap<String, usize>,
     rng: StdRng,
     rule: MatchRule,
     heartbeat_ms: u64,
+    admission: Admission,
 }
 
 impl State {
-    pub fn new(rule: MatchRule, heartbeat_ms: u64, rng_seed: Option<u64>) -> Self {
+    pub fn new(
+        rule: MatchRule,
+        heartbeat_ms: u64,
+        rng_seed: Option<u64>,
+        admission: Admission,
+    ) -> Self {
         let rng = match rng_seed {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_entropy(),
@@ -74,18 +100,22 @@ impl State {
             peers: HashMap::new(),
             swarms: BTreeMap::new(),
             seed_ids: HashMap::new(),
+            channels: HashMap::new(),
             rng,
             rule,
             heartbeat_ms,
+            admission,
         }
     }
 
-    /// Registers a client that said `hello`, queues its `welcome`, and joins a
-    /// seed to the swarms of its contents. Returns its new peer id.
+    /// Registers a client that said `hello` (and passed admission), queues
+    /// its `welcome`, and joins a seed to the swarms of its contents. Returns
+    /// its new peer id.
     pub fn register(
         &mut self,
         role: Role,
         seed: Option<SeedInfo>,
+        viewer: Option<ViewerClaims>,
         addr: IpAddr,
         group: String,
         tx: Outbox,
@@ -103,6 +133,9 @@ impl State {
                 self.remove(&old, LeaveReason::Replaced);
             }
             self.seed_ids.insert(s.seed_id.clone(), peer_id.clone());
+            for c in &s.contents {
+                *self.channels.entry(c.clone()).or_default() += 1;
+            }
         }
         let contents: Vec<String> = seed
             .as_ref()
@@ -117,10 +150,12 @@ impl State {
                 tx,
                 swarms: BTreeSet::new(),
                 seed,
+                viewer: if role == Role::Viewer { viewer } else { None },
                 reports: HashMap::new(),
             },
         );
-        tracing::info!(peer = %peer_id, ?role, %group, %addr, "hello");
+        let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.as_str());
+        tracing::info!(peer = %peer_id, ?role, %group, %addr, ?viewer, "hello");
         let welcome = ServerMsg::Welcome {
             peer_id: peer_id.clone(),
             heartbeat_ms: self.heartbeat_ms,
@@ -161,6 +196,12 @@ impl State {
                             format!("a viewer may join at most {MAX_SWARMS_PER_VIEWER} swarms"),
                         ),
                     );
+                } else if let Err(refusal) = self.may_join(me, &swarm) {
+                    tracing::info!(peer = %me, %swarm, reason = ?refusal.0, detail = %refusal.1, "join refused");
+                    reply(
+                        &mut out,
+                        ServerMsg::refused(Some(&swarm), refusal.0, &refusal.1),
+                    );
                 } else {
                     self.add_member(me, &swarm);
                     let peers = self.pick_peers(me, &swarm);
@@ -168,18 +209,18 @@ impl State {
                     tracing::info!(peer = %me, %swarm, peers = peers.len(), seeds = seeds.len(), "join");
                     reply(
                         &mut out,
-                        ServerMsg::Joined {
+                        fit_peer_list(ServerMsg::Joined {
                             swarm,
                             peers,
                             seeds,
-                        },
+                        }),
                     );
                 }
             }
             ClientMsg::GetPeers { swarm } => {
                 if self.is_member(me, &swarm) {
                     let peers = self.pick_peers(me, &swarm);
-                    reply(&mut out, ServerMsg::Peers { swarm, peers });
+                    reply(&mut out, fit_peer_list(ServerMsg::Peers { swarm, peers }));
                 } else {
                     reply(&mut out, not_joined(&swarm));
                 }
@@ -204,14 +245,24 @@ impl State {
                         ),
                     );
                 } else {
-                    out.push((
-                        to,
-                        ServerMsg::Relay {
-                            swarm,
-                            from: me.to_owned(),
-                            signal,
-                        },
-                    ));
+                    let relay = ServerMsg::Relay {
+                        swarm,
+                        from: me.to_owned(),
+                        signal,
+                    };
+                    // `from` is two bytes longer than `to`: a frame at the
+                    // limit would arrive over it.
+                    if relay.encode().len() > MAX_SIGNAL_FRAME {
+                        reply(
+                            &mut out,
+                            ServerMsg::error(
+                                ErrorCode::TooLarge,
+                                format!("relayed, this signal would exceed the {MAX_SIGNAL_FRAME}-byte frame limit"),
+                            ),
+                        );
+                    } else {
+                        out.push((to, relay));
+                    }
                 }
             }
             ClientMsg::Report { swarm, report } => {
@@ -279,8 +330,35 @@ impl State {
             if self.seed_ids.get(&s.seed_id).is_some_and(|p| p == peer_id) {
                 self.seed_ids.remove(&s.seed_id);
             }
+            for c in &s.contents {
+                if let Some(n) = self.channels.get_mut(c) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.channels.remove(c);
+                    }
+                }
+            }
         }
         tracing::info!(peer = %peer_id, ?reason, swarms = swarms.len(), "peer removed");
+    }
+
+    /// Admission to one channel: it must be offered by a seed (unless
+    /// unknown channels are allowed) and the viewer's token must allow it.
+    fn may_join(&self, me: &str, swarm: &str) -> Result<(), (RefuseReason, String)> {
+        let peer = &self.peers[me];
+        if peer.role == Role::Seed {
+            return Ok(());
+        }
+        if !self.admission.allow_unknown_channels && !self.channels.contains_key(swarm) {
+            return Err((
+                RefuseReason::UnknownChannel,
+                format!("no seed offers channel {swarm}"),
+            ));
+        }
+        self.admission
+            .auth
+            .may_join(peer.viewer.as_ref(), swarm, unix_now())
+            .map_err(|r| (r.reason, r.detail))
     }
 
     fn is_member(&self, peer_id: &str, swarm: &str) -> bool {
@@ -356,14 +434,26 @@ impl State {
             .collect()
     }
 
+    /// Up to [`MAX_SEEDS_PER_JOIN`] seeds of `swarm`, each listed with that
+    /// content only (a viewer needs no other seed's library).
     fn seeds_of(&self, swarm: &str) -> Vec<SeedInfo> {
+        if !self.channels.contains_key(swarm) {
+            return Vec::new();
+        }
         let mut seeds: Vec<SeedInfo> = self
             .seed_ids
             .values()
-            .filter_map(|id| self.peers.get(id)?.seed.clone())
+            .filter_map(|id| self.peers.get(id)?.seed.as_ref())
             .filter(|s| s.contents.iter().any(|c| c == swarm))
+            .map(|s| SeedInfo {
+                seed_id: s.seed_id.clone(),
+                http_base: s.http_base.clone(),
+                contents: vec![swarm.to_owned()],
+                capacity: s.capacity,
+            })
             .collect();
         seeds.sort_by(|a, b| a.seed_id.cmp(&b.seed_id));
+        seeds.truncate(MAX_SEEDS_PER_JOIN);
         seeds
     }
 
@@ -457,6 +547,23 @@ impl State {
             .collect();
         seeds.sort_by(|a, b| a.seed.seed_id.cmp(&b.seed.seed_id));
         SeedsView { seeds }
+    }
+}
+
+/// Trims the peer list of a `joined` or `peers` message until it encodes
+/// within [`MAX_SIGNAL_FRAME`] (the most a viewer accepts).
+fn fit_peer_list(mut msg: ServerMsg) -> ServerMsg {
+    loop {
+        let len = msg.encode().len();
+        let peers = match &mut msg {
+            ServerMsg::Joined { peers, .. } | ServerMsg::Peers { peers, .. } => peers,
+            _ => return msg,
+        };
+        if len <= MAX_SIGNAL_FRAME || peers.is_empty() {
+            return msg;
+        }
+        let keep = peers.len() * MAX_SIGNAL_FRAME / len;
+        peers.truncate(keep.min(peers.len() - 1));
     }
 }
 

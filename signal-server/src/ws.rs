@@ -15,6 +15,8 @@ use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
 use swarm_proto::signal::{ClientMsg, ErrorCode, Role, ServerMsg, MAX_SIGNAL_FRAME};
+
+use crate::auth::{unix_now, Refusal};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
@@ -131,6 +133,7 @@ impl Conn {
         let (code, why) = match reason {
             Some(LeaveReason::TimedOut) => (1001, "heartbeat timeout"),
             Some(LeaveReason::TooManyBadFrames) => (1008, "too many bad frames"),
+            Some(LeaveReason::Refused) => (1008, "refused"),
             Some(LeaveReason::Disconnected) => (1000, "bye"),
             _ => (1008, "removed by the server"),
         };
@@ -163,19 +166,36 @@ impl Conn {
             Err(e) => return self.bad(socket, e.code(), e.to_string()).await,
         };
         match (&self.peer_id, msg) {
-            (None, ClientMsg::Hello { role, seed, .. }) => {
-                if role == Role::Seed && seed.is_none() {
-                    return self
-                        .bad(
-                            socket,
-                            ErrorCode::BadMessage,
-                            "a seed's hello must carry `seed` info".into(),
-                        )
-                        .await;
-                }
+            (None, ClientMsg::Hello { role, seed, token }) => {
+                let auth = &self.app.config().auth;
+                let now = unix_now();
+                let viewer = match (role, &seed) {
+                    (Role::Seed, None) => {
+                        return self
+                            .bad(
+                                socket,
+                                ErrorCode::BadMessage,
+                                "a seed's hello must carry `seed` info".into(),
+                            )
+                            .await;
+                    }
+                    (Role::Seed, Some(s)) => {
+                        match auth.admit_seed(token.as_deref(), &s.seed_id, now) {
+                            Ok(()) => None,
+                            Err(r) => return self.refuse(socket, r).await,
+                        }
+                    }
+                    (Role::Viewer, _) => match auth.admit_viewer(token.as_deref(), now) {
+                        Ok(v) => v,
+                        Err(r) => return self.refuse(socket, r).await,
+                    },
+                };
                 let (tx, rx) = mpsc::channel(OUTBOX_LEN);
                 let group = self.app.config().groups.lookup(self.addr).to_owned();
-                let id = self.app.lock().register(role, seed, self.addr, group, tx);
+                let id = self
+                    .app
+                    .lock()
+                    .register(role, seed, viewer, self.addr, group, tx);
                 self.peer_id = Some(id);
                 self.rx = Some(rx);
                 self.bad_frames = 0;
@@ -200,6 +220,15 @@ impl Conn {
                 Step::Continue
             }
         }
+    }
+
+    /// Refuses admission at `hello`: says why, then closes.
+    async fn refuse(&mut self, socket: &mut WebSocket, r: Refusal) -> Step {
+        tracing::info!(addr = %self.addr, reason = ?r.reason, detail = %r.detail, "hello refused");
+        let text = ServerMsg::refused(None, r.reason, &r.detail).encode();
+        let limit = crate::send_timeout(self.app.config());
+        let _ = timeout(limit, socket.send(Message::Text(text.into()))).await;
+        Step::Close(LeaveReason::Refused)
     }
 
     /// Answers a bad frame with an error; closes after too many in a row.

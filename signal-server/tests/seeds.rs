@@ -12,7 +12,12 @@ async fn seed_hello_registers_and_viewers_see_it_in_seeds_and_peers() {
     let mut v = Client::viewer(addr).await;
     match v.join("movie").await {
         ServerMsg::Joined { peers, seeds, .. } => {
-            assert_eq!(seeds, vec![info.clone()]);
+            // Listed with the joined content only.
+            let listed = swarm_proto::signal::SeedInfo {
+                contents: vec!["movie".into()],
+                ..info.clone()
+            };
+            assert_eq!(seeds, vec![listed]);
             assert_eq!(peers.len(), 1, "{peers:?}");
             assert_eq!(peers[0].peer_id, seed.peer_id);
             assert!(peers[0].is_seed);

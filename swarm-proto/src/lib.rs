@@ -11,12 +11,14 @@
 //! - [`bitfield`]: segment availability maps.
 //! - [`engine`]: the peer engine, driven by `handle_input(now, input)`,
 //!   `poll_output()` and `poll_timeout()`. Time and randomness are inputs.
-//! - [`signal`]: the JSON messages exchanged with the signal server.
+//! - [`signal`]: the JSON messages exchanged with the signal server, and
+//!   [`auth`]: the claims of viewer and seed tokens.
 //! - [`matching`]: the network-group-aware peer selection rule.
 //! - [`sim`]: a deterministic swarm simulator over real engines.
 //!
 //! No function here reads a clock, touches a socket or uses a global RNG.
 
+pub mod auth;
 pub mod bitfield;
 pub mod engine;
 pub mod ids;

@@ -17,6 +17,14 @@ pub const MAX_SIGNAL_FRAME: usize = 64 * 1024;
 /// Longest swarm name / peer id / token accepted.
 pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_TOKEN_LEN: usize = 4096;
+/// Longest `http_base` a seed may announce.
+pub const MAX_HTTP_BASE_LEN: usize = 512;
+/// Most content ids one seed may announce.
+pub const MAX_SEED_CONTENTS: usize = 1000;
+/// Most seeds listed in one `joined` (each with only the joined content).
+pub const MAX_SEEDS_PER_JOIN: usize = 8;
+/// Longest human-readable message in a server message.
+pub const MAX_MESSAGE_LEN: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -121,8 +129,56 @@ pub enum ErrorCode {
     UnknownPeer,
     /// Message about a swarm the client has not joined.
     NotJoined,
-    /// Admission refused (bad or expired token).
-    Refused,
+}
+
+/// Why the server refused a client ([`ServerMsg::Refused`]). The player shows
+/// it to the person watching; the seed logs it and stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefuseReason {
+    /// The channel needs a viewer token and none was presented.
+    TokenRequired,
+    /// The token is not a well-formed token of the expected kind.
+    BadToken,
+    /// The token's signature does not match the operator's key.
+    BadSignature,
+    /// The token's expiry has passed.
+    Expired,
+    /// The token does not allow this channel.
+    NotEntitled,
+    /// The viewer (or its token) is banned for now.
+    Banned,
+    /// No seed offers this channel (yet).
+    UnknownChannel,
+    /// A seed without a valid seed credential, or whose `seed_id` is not the
+    /// one its credential names.
+    SeedCredential,
+    /// A server limit (connections per address, swarms, ...) was reached.
+    Limit,
+}
+
+impl RefuseReason {
+    /// Whether the same credentials can never succeed (the player stops);
+    /// `false` for reasons that may clear up (a channel whose seed is
+    /// restarting, a limit).
+    pub fn is_final(self) -> bool {
+        !matches!(self, RefuseReason::UnknownChannel | RefuseReason::Limit)
+    }
+
+    /// A sentence for the person watching.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RefuseReason::TokenRequired => "this channel needs you to sign in",
+            RefuseReason::BadToken => "your access token is not valid",
+            RefuseReason::BadSignature => "your access token is not valid (bad signature)",
+            RefuseReason::Expired => "your access has expired",
+            RefuseReason::NotEntitled => "your access does not include this channel",
+            RefuseReason::Banned => "you have been removed from this channel for now",
+            RefuseReason::UnknownChannel => "this channel is not available",
+            RefuseReason::SeedCredential => "seed credential refused",
+            RefuseReason::Limit => "the server is busy",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +212,14 @@ pub enum ServerMsg {
         code: ErrorCode,
         message: String,
     },
+    /// Admission (`swarm` absent: the connection is closed next) or a join
+    /// (`swarm` present: the connection stays) was refused.
+    Refused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        swarm: Option<String>,
+        reason: RefuseReason,
+        message: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -187,6 +251,34 @@ fn check_name(field: &'static str, s: &str) -> Result<(), SignalError> {
     Ok(())
 }
 
+impl SeedInfo {
+    /// Checks the bounds a server enforces on a seed's announcement.
+    pub fn check(&self) -> Result<(), SignalError> {
+        check_name("seed.seed_id", &self.seed_id)?;
+        let base = &self.http_base;
+        if base.is_empty()
+            || base.len() > MAX_HTTP_BASE_LEN
+            || !(base.starts_with("http://") || base.starts_with("https://"))
+            || base.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(SignalError::BadField {
+                field: "seed.http_base (an http:// or https:// URL)",
+                max: MAX_HTTP_BASE_LEN,
+            });
+        }
+        if self.contents.len() > MAX_SEED_CONTENTS {
+            return Err(SignalError::BadField {
+                field: "seed.contents (count)",
+                max: MAX_SEED_CONTENTS,
+            });
+        }
+        for c in &self.contents {
+            check_name("seed.contents", c)?;
+        }
+        Ok(())
+    }
+}
+
 impl ClientMsg {
     /// Parses and bounds-checks one frame from a client.
     pub fn decode(text: &str) -> Result<ClientMsg, SignalError> {
@@ -204,10 +296,7 @@ impl ClientMsg {
                     });
                 }
                 if let Some(s) = seed {
-                    check_name("seed.seed_id", &s.seed_id)?;
-                    for c in &s.contents {
-                        check_name("seed.contents", c)?;
-                    }
+                    s.check()?;
                 }
             }
             ClientMsg::Join { swarm }
@@ -244,6 +333,23 @@ impl ServerMsg {
         ServerMsg::Error {
             code,
             message: message.into(),
+        }
+    }
+
+    /// A refusal; `message` adds detail to [`RefuseReason::describe`].
+    pub fn refused(swarm: Option<&str>, reason: RefuseReason, detail: &str) -> ServerMsg {
+        let mut message = format!("{}: {detail}", reason.describe());
+        if message.len() > MAX_MESSAGE_LEN {
+            let mut cut = MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        ServerMsg::Refused {
+            swarm: swarm.map(str::to_owned),
+            reason,
+            message,
         }
     }
 }
@@ -291,6 +397,66 @@ mod tests {
             serde_json::to_string(&s).unwrap(),
             r#"{"kind":"offer","sdp":"v=0"}"#
         );
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn seed_announcements_are_bounded() {
+        let ok = SeedInfo {
+            seed_id: "s1".into(),
+            http_base: "http://127.0.0.1:8081".into(),
+            contents: vec!["a".into()],
+            capacity: 5,
+        };
+        assert!(ok.check().is_ok());
+        for bad in [
+            SeedInfo {
+                http_base: format!("http://{}", "a".repeat(MAX_HTTP_BASE_LEN)),
+                ..ok.clone()
+            },
+            SeedInfo {
+                http_base: "javascript:alert(1)".into(),
+                ..ok.clone()
+            },
+            SeedInfo {
+                http_base: "http://a b".into(),
+                ..ok.clone()
+            },
+            SeedInfo {
+                contents: vec!["c".into(); MAX_SEED_CONTENTS + 1],
+                ..ok.clone()
+            },
+            SeedInfo {
+                seed_id: String::new(),
+                ..ok.clone()
+            },
+        ] {
+            assert!(bad.check().is_err(), "{bad:?}");
+            let hello = ClientMsg::Hello {
+                role: Role::Seed,
+                token: None,
+                seed: Some(bad),
+            };
+            assert!(ClientMsg::decode(&hello.encode()).is_err());
+        }
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn refusals_round_trip_and_stay_short() {
+        let m = ServerMsg::refused(Some("news"), RefuseReason::NotEntitled, "token for alice");
+        let text = m.encode();
+        assert!(text.contains(r#""reason":"not_entitled""#), "{text}");
+        assert_eq!(ServerMsg::decode(&text).unwrap(), m);
+        let m = ServerMsg::refused(None, RefuseReason::Expired, &"é".repeat(4000));
+        match &m {
+            ServerMsg::Refused { message, swarm, .. } => {
+                assert!(message.len() <= MAX_MESSAGE_LEN);
+                assert!(swarm.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!m.encode().contains("swarm"));
+        assert!(RefuseReason::Expired.is_final());
+        assert!(!RefuseReason::UnknownChannel.is_final());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

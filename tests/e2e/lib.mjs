@@ -6,7 +6,7 @@
 // assertLoopbackCandidates(page) on each viewer page it opened.
 
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
@@ -85,6 +85,13 @@ export async function fetchBytes(url, opts) {
 }
 
 export const sha256Hex = (buf) => createHash('sha256').update(buf).digest('hex');
+
+/** A JSON Web Token signed with HMAC-SHA256 (what a website's backend issues to its viewers). */
+export function hs256Token(key, claims) {
+  const b64 = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const body = `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}`;
+  return `${body}.${createHmac('sha256', key).update(body).digest('base64url')}`;
+}
 
 /** Size in bytes of `file` compressed with gzip -9. */
 export function gzipSize(file) {
@@ -213,6 +220,9 @@ export async function startServers({
   release = false,
 } = {}) {
   cache ??= await tempDir('shoal-cache-');
+  // Seeds sign their own credential with the signal server's seed key (one
+  // random key per run), as an operator running both would.
+  env = { SHOAL_SEED_KEY: randomBytes(32).toString('hex'), ...env };
   const seedBin = path.join(TARGET_DIR, release ? 'release' : 'debug', 'shoal-seed');
   const signal = spawnServer(
     'signal',

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shoal_signal::Config;
+use shoal_signal::auth::mint_seed_token;
+use shoal_signal::{AuthConfig, Config, Key};
 use swarm_proto::signal::{ClientMsg, ErrorCode, Role, SeedInfo, ServerMsg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,11 +17,28 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single wait in a test may take.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The seed key of [`test_config`].
+pub const SEED_KEY: &[u8] = b"test-seed-key-test-seed-key-0123";
+/// A viewer key for admission tests.
+pub const VIEWER_KEY: &[u8] = b"test-viewer-key-test-viewer-key-";
+
+/// Seeds register with [`SEED_KEY`]; viewers may create swarms (most tests
+/// join swarms no seed offers); no viewer tokens.
 pub fn test_config() -> Config {
     Config {
         rng_seed: Some(7),
+        auth: AuthConfig {
+            seed_key: Some(Key::new(SEED_KEY)),
+            ..AuthConfig::default()
+        },
+        allow_unknown_channels: true,
         ..Config::default()
     }
+}
+
+/// A seed token for `seed_id` under [`SEED_KEY`].
+pub fn seed_token(seed_id: &str) -> String {
+    mint_seed_token(&Key::new(SEED_KEY), seed_id, None)
 }
 
 /// Starts a server with `config` on 127.0.0.1:0 and returns its address.
@@ -64,12 +82,29 @@ impl Client {
         c
     }
 
-    /// Connects and says hello as a seed.
+    /// Connects and says hello as a viewer presenting `token`; returns the
+    /// client and the first message (welcome or refused).
+    pub async fn viewer_with_token(addr: SocketAddr, token: Option<String>) -> (Client, ServerMsg) {
+        let mut c = Client::connect(addr).await;
+        c.send(&ClientMsg::Hello {
+            role: Role::Viewer,
+            token,
+            seed: None,
+        })
+        .await;
+        let first = c.recv().await;
+        if let ServerMsg::Welcome { peer_id, .. } = &first {
+            c.peer_id = peer_id.clone();
+        }
+        (c, first)
+    }
+
+    /// Connects and says hello as a seed, with a valid seed token.
     pub async fn seed(addr: SocketAddr, info: SeedInfo) -> Client {
         let mut c = Client::connect(addr).await;
         c.send(&ClientMsg::Hello {
             role: Role::Seed,
-            token: None,
+            token: Some(seed_token(&info.seed_id)),
             seed: Some(info),
         })
         .await;
