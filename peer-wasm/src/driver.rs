@@ -237,6 +237,18 @@ impl Driver {
                 self.joined = true;
                 self.last_get_peers = t;
                 self.origins.set_seeds(&seeds);
+                // The engine waits (bounded) for these before the origin.
+                let me = self.signal.my_id.as_deref();
+                let viewers = peers
+                    .iter()
+                    .filter(|p| {
+                        !p.is_seed
+                            && me != Some(p.peer_id.as_str())
+                            && !self.engine.is_banned(&p.peer_id)
+                    })
+                    .count()
+                    .min(self.engine.config().max_peers);
+                self.input(Input::Joined { viewers });
                 self.debug(|| {
                     format!(
                         "joined with {} peers and {} HTTP origins",
@@ -274,6 +286,19 @@ impl Driver {
             }
             ServerMsg::Error { code, message } => {
                 log(&format!("signal server error {code:?}: {message}"));
+            }
+            ServerMsg::Kick {
+                kick,
+                message,
+                ban_s,
+            } => {
+                // Acknowledge first; the fatal error then stops the player
+                // (every peer gets a `Bye`, the signal socket closes).
+                self.signal.send(&ClientMsg::Stopped { kick });
+                let ban = ban_s.map_or(String::new(), |s| format!(" (for {s} s)"));
+                let text = format!("Shoal: removed by the operator{ban}: {message}");
+                crate::media::show_notice(self.media.video(), &text);
+                self.fatal.get_or_insert(text);
             }
             ServerMsg::Refused {
                 swarm,

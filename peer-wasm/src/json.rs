@@ -171,6 +171,14 @@ fn read_server_msg(text: &str) -> Result<ServerMsg, String> {
             code: error_code(&o.str("code")?)?,
             message: o.str("message")?,
         },
+        "kick" => ServerMsg::Kick {
+            kick: o.u64("kick")?,
+            message: o.str("message")?,
+            ban_s: match o.opt("ban_s") {
+                Some(v) => Some(Obj::int(&v, "ban_s", MAX_SAFE_INTEGER)? as u64),
+                None => None,
+            },
+        },
         "refused" => ServerMsg::Refused {
             swarm: o.opt_str("swarm")?,
             reason: refuse_reason(&o.str("reason")?)?,

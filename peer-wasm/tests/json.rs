@@ -70,6 +70,16 @@ fn every_server_msg() -> Vec<ServerMsg> {
             peer_id: "p1".into(),
         },
         ServerMsg::HeartbeatAck,
+        ServerMsg::Kick {
+            kick: 3,
+            message: "bye".into(),
+            ban_s: Some(60),
+        },
+        ServerMsg::Kick {
+            kick: u64::from(u32::MAX) + 1,
+            message: String::new(),
+            ban_s: None,
+        },
     ];
     for code in [
         ErrorCode::BadMessage,

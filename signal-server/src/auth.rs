@@ -40,6 +40,19 @@ impl Key {
         self.0.is_empty()
     }
 
+    /// Whether `presented` is this key, in time independent of where they
+    /// differ.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        if presented.len() != self.0.len() {
+            return false;
+        }
+        self.0
+            .iter()
+            .zip(presented)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+
     fn decoding(&self) -> DecodingKey {
         DecodingKey::from_secret(&self.0)
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use axum::extract::State as AxState;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::IpNet;
 use swarm_proto::matching::MatchRule;
@@ -26,6 +26,7 @@ use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
 use tower_http::trace::TraceLayer;
 
+mod admin;
 pub mod auth;
 pub mod groups;
 pub mod state;
@@ -60,6 +61,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Let viewers join swarms no seed announces (off: `unknown_channel`).
     pub allow_unknown_channels: bool,
+    /// The admin API's credential (`Authorization: Bearer <key>`); `None`
+    /// turns the admin API off.
+    pub admin_key: Option<Key>,
 }
 
 impl Default for Config {
@@ -77,6 +81,7 @@ impl Default for Config {
             rng_seed: None,
             auth: AuthConfig::default(),
             allow_unknown_channels: false,
+            admin_key: None,
         }
     }
 }
@@ -165,7 +170,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::ws_handler))
         .route("/healthz", get(healthz))
         .route("/api/swarms", get(api_swarms))
-        .route("/api/seeds", get(api_seeds));
+        .route("/api/seeds", get(api_seeds))
+        .route("/api/viewers/{id}/kick", post(admin::kick));
     if let Some(pkg) = &state.config().pkg_dir {
         router = router.nest_service("/pkg", ServeDir::new(pkg));
     }

@@ -79,6 +79,10 @@ struct Cli {
     /// Let viewers join channels that no seed offers (they create them).
     #[arg(long, env = "SHOAL_ALLOW_UNKNOWN_CHANNELS")]
     allow_unknown_channels: bool,
+    /// Credential of the admin API (`Authorization: Bearer KEY`); without
+    /// it the admin API is off.
+    #[arg(long, env = "SHOAL_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -218,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
             open_channels: OpenChannels::from_list(&cli.open_channel),
         },
         allow_unknown_channels: cli.allow_unknown_channels,
+        admin_key: key_arg("--admin-key", &cli.admin_key)?,
         ..Config::default()
     };
     match &config.auth.viewer_key {

@@ -22,9 +22,13 @@ use swarm_proto::signal::{
     ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedInfo, ServerMsg,
     MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{unix_now, AuthConfig};
+
+/// Most bans kept at once (expired ones are pruned first; past this the
+/// soonest to expire goes).
+pub const MAX_BANS: usize = 100_000;
 
 /// Most swarms a viewer may be in at once (seeds are not limited).
 pub const MAX_SWARMS_PER_VIEWER: usize = 64;
@@ -62,6 +66,31 @@ pub enum LeaveReason {
     SlowConsumer,
     Replaced,
     Refused,
+    Kicked,
+}
+
+/// What a ban holds off: a viewer id (token `sub`) or, for a viewer
+/// without a token, its address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BanKey {
+    Viewer(String),
+    Addr(IpAddr),
+}
+
+/// A kick sent to one connection and not yet acknowledged.
+#[derive(Debug)]
+struct PendingKick {
+    id: u64,
+    message: String,
+    ban_s: Option<u64>,
+    acked: Option<oneshot::Sender<()>>,
+}
+
+/// One connection a kick is aimed at: its peer id and the receiver that
+/// fires when it acknowledges.
+pub struct KickTarget {
+    pub peer_id: String,
+    pub acked: oneshot::Receiver<()>,
 }
 
 /// Who may join what: the parts of the configuration the state applies.
@@ -83,6 +112,10 @@ pub struct State {
     rule: MatchRule,
     heartbeat_ms: u64,
     admission: Admission,
+    /// Ban key -> Unix second the ban ends.
+    bans: HashMap<BanKey, u64>,
+    kicks: HashMap<String, PendingKick>,
+    next_kick: u64,
 }
 
 impl State {
@@ -105,6 +138,9 @@ impl State {
             rule,
             heartbeat_ms,
             admission,
+            bans: HashMap::new(),
+            kicks: HashMap::new(),
+            next_kick: 1,
         }
     }
 
@@ -183,6 +219,22 @@ impl State {
                 ServerMsg::error(ErrorCode::Protocol, "hello was already sent"),
             ),
             ClientMsg::Heartbeat => reply(&mut out, ServerMsg::HeartbeatAck),
+            ClientMsg::Stopped { kick } => {
+                let matches = self.kicks.get(me).is_some_and(|k| k.id == kick);
+                if matches {
+                    let mut k = self.kicks.remove(me).expect("checked");
+                    if let Some(tx) = k.acked.take() {
+                        let _ = tx.send(());
+                    }
+                    tracing::info!(peer = %me, kick, "kick acknowledged");
+                    self.remove_into(me, LeaveReason::Kicked, &mut out);
+                } else {
+                    reply(
+                        &mut out,
+                        ServerMsg::error(ErrorCode::Protocol, format!("no kick {kick} is pending")),
+                    );
+                }
+            }
             ClientMsg::Join { swarm } => {
                 let peer = &self.peers[me];
                 if peer.role == Role::Viewer
@@ -326,6 +378,9 @@ impl State {
             self.remove_member(peer_id, swarm, out);
         }
         let peer = self.peers.remove(peer_id).expect("present above");
+        // A kick waiting for this peer ends with it (its receiver sees the
+        // sender dropped: gone without acknowledging).
+        self.kicks.remove(peer_id);
         if let Some(s) = &peer.seed {
             if self.seed_ids.get(&s.seed_id).is_some_and(|p| p == peer_id) {
                 self.seed_ids.remove(&s.seed_id);
@@ -359,6 +414,123 @@ impl State {
             .auth
             .may_join(peer.viewer.as_ref(), swarm, unix_now())
             .map_err(|r| (r.reason, r.detail))
+    }
+
+    /// Whether a viewer with `viewer` id (or, without a token, at `addr`)
+    /// is banned now; returns the seconds left.
+    pub fn banned(&self, viewer: Option<&str>, addr: IpAddr, now: u64) -> Option<u64> {
+        let key = match viewer {
+            Some(v) => BanKey::Viewer(v.to_owned()),
+            None => BanKey::Addr(addr),
+        };
+        self.bans
+            .get(&key)
+            .filter(|&&until| until > now)
+            .map(|until| until - now)
+    }
+
+    /// The connections of the viewer `id`: a peer id, or a viewer id (token
+    /// `sub`) naming all its connections.
+    pub fn viewer_connections(&self, id: &str) -> Vec<String> {
+        match self.peers.get(id) {
+            Some(p) if p.role == Role::Viewer => vec![id.to_owned()],
+            Some(_) => Vec::new(),
+            None => self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.viewer.as_ref().is_some_and(|v| v.sub == id))
+                .map(|(pid, _)| pid.clone())
+                .collect(),
+        }
+    }
+
+    /// Starts kicking the viewer connection `peer_id`: bans it (by viewer id,
+    /// or address without a token) for `ban_s`, and sends `kick`. Returns
+    /// the target, or `None` if it is not a connected viewer.
+    pub fn kick(&mut self, peer_id: &str, message: &str, ban_s: Option<u64>) -> Option<KickTarget> {
+        let p = self.peers.get(peer_id).filter(|p| p.role == Role::Viewer)?;
+        if let Some(secs) = ban_s.filter(|&s| s > 0) {
+            let key = match &p.viewer {
+                Some(v) => BanKey::Viewer(v.sub.clone()),
+                None => BanKey::Addr(p.addr),
+            };
+            self.ban(key, unix_now().saturating_add(secs));
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_kick;
+        self.next_kick += 1;
+        self.kicks.insert(
+            peer_id.to_owned(),
+            PendingKick {
+                id,
+                message: message.to_owned(),
+                ban_s,
+                acked: Some(tx),
+            },
+        );
+        tracing::info!(peer = %peer_id, kick = id, ?ban_s, "kicking");
+        self.resend_kick(peer_id);
+        Some(KickTarget {
+            peer_id: peer_id.to_owned(),
+            acked: rx,
+        })
+    }
+
+    /// Sends a pending kick again (it may have been lost with a socket).
+    pub fn resend_kick(&mut self, peer_id: &str) {
+        let Some(k) = self.kicks.get(peer_id) else {
+            return;
+        };
+        let mut out = vec![(
+            peer_id.to_owned(),
+            ServerMsg::Kick {
+                kick: k.id,
+                message: k.message.clone(),
+                ban_s: k.ban_s,
+            },
+        )];
+        self.deliver(&mut out);
+    }
+
+    /// Ends a kick that was not acknowledged in time: the peer is removed.
+    pub fn give_up_kick(&mut self, peer_id: &str) {
+        if self.kicks.remove(peer_id).is_some() {
+            tracing::warn!(peer = %peer_id, "kick not acknowledged in time; removing the viewer");
+            self.remove(peer_id, LeaveReason::Kicked);
+        }
+    }
+
+    /// Bans the viewer id until the Unix second `until`.
+    pub fn ban_viewer(&mut self, viewer: &str, until: u64) {
+        self.ban(BanKey::Viewer(viewer.to_owned()), until);
+    }
+
+    fn ban(&mut self, key: BanKey, until: u64) {
+        if self.bans.len() >= MAX_BANS && !self.bans.contains_key(&key) {
+            let now = unix_now();
+            self.bans.retain(|_, &mut u| u > now);
+            if self.bans.len() >= MAX_BANS {
+                if let Some(soonest) = self
+                    .bans
+                    .iter()
+                    .min_by_key(|(_, &u)| u)
+                    .map(|(k, _)| k.clone())
+                {
+                    tracing::warn!(
+                        ?soonest,
+                        "ban list full ({MAX_BANS}); dropping the ban that ends soonest"
+                    );
+                    self.bans.remove(&soonest);
+                }
+            }
+        }
+        let e = self.bans.entry(key).or_insert(0);
+        *e = (*e).max(until);
+    }
+
+    /// Lifts the ban on `key`; whether there was one.
+    pub fn unban(&mut self, key: &BanKey) -> bool {
+        self.bans.remove(key).is_some()
     }
 
     fn is_member(&self, peer_id: &str, swarm: &str) -> bool {

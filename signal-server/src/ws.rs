@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State as AxState};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::Response;
-use swarm_proto::signal::{ClientMsg, ErrorCode, Role, ServerMsg, MAX_SIGNAL_FRAME};
+use swarm_proto::signal::{ClientMsg, ErrorCode, RefuseReason, Role, ServerMsg, MAX_SIGNAL_FRAME};
 
 use crate::auth::{unix_now, Refusal};
 use tokio::sync::mpsc;
@@ -190,6 +190,17 @@ impl Conn {
                         Err(r) => return self.refuse(socket, r).await,
                     },
                 };
+                if role == Role::Viewer {
+                    let who = viewer.as_ref().map(|v| v.sub.as_str());
+                    let left = self.app.lock().banned(who, self.addr, now);
+                    if let Some(secs) = left {
+                        let r = Refusal::new(
+                            RefuseReason::Banned,
+                            format!("banned for {secs} more seconds"),
+                        );
+                        return self.refuse(socket, r).await;
+                    }
+                }
                 let (tx, rx) = mpsc::channel(OUTBOX_LEN);
                 let group = self.app.config().groups.lookup(self.addr).to_owned();
                 let id = self
@@ -275,5 +286,6 @@ fn msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Relay { .. } => "relay",
         ClientMsg::Heartbeat => "heartbeat",
         ClientMsg::Report { .. } => "report",
+        ClientMsg::Stopped { .. } => "stopped",
     }
 }

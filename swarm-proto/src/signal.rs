@@ -114,6 +114,11 @@ pub enum ClientMsg {
         swarm: String,
         report: PeerReport,
     },
+    /// Acknowledges [`ServerMsg::Kick`]: the viewer said goodbye to its
+    /// peers, stopped playing and will send nothing more.
+    Stopped {
+        kick: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -212,6 +217,15 @@ pub enum ServerMsg {
         code: ErrorCode,
         message: String,
     },
+    /// The operator removed this viewer: say goodbye to the peers, stop
+    /// playing, answer [`ClientMsg::Stopped`] with `kick`. Sent again until
+    /// acknowledged. `ban_s`: how long a rejoin will be refused.
+    Kick {
+        kick: u64,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ban_s: Option<u64>,
+    },
     /// Admission (`swarm` absent: the connection is closed next) or a join
     /// (`swarm` present: the connection stays) was refused.
     Refused {
@@ -307,7 +321,7 @@ impl ClientMsg {
                 check_name("to", to)?;
             }
             ClientMsg::Report { swarm, .. } => check_name("swarm", swarm)?,
-            ClientMsg::Heartbeat => {}
+            ClientMsg::Heartbeat | ClientMsg::Stopped { .. } => {}
         }
         Ok(msg)
     }
@@ -380,6 +394,7 @@ mod tests {
                 },
             },
             ClientMsg::Heartbeat,
+            ClientMsg::Stopped { kick: 7 },
         ];
         for m in msgs {
             assert_eq!(ClientMsg::decode(&m.encode()).unwrap(), m);

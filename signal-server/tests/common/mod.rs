@@ -205,9 +205,29 @@ impl Client {
 
 /// Minimal HTTP/1.1 GET: returns (status, headers lowercased, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
-    timeout(WAIT, async {
+    http(addr, "GET", path, None, None).await
+}
+
+/// Minimal HTTP/1.1 request with an optional bearer credential and JSON
+/// body: returns (status, headers lowercased, body). Waits up to 30 s (a
+/// kick may wait for the heartbeat timeout).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    json: Option<&str>,
+) -> (u16, String, String) {
+    timeout(Duration::from_secs(30), async {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://example.test\r\nConnection: close\r\n\r\n");
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://example.test\r\nConnection: close\r\n");
+        if let Some(b) = bearer {
+            req.push_str(&format!("Authorization: Bearer {b}\r\n"));
+        }
+        match json {
+            Some(j) => req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{j}", j.len())),
+            None => req.push_str("Content-Length: 0\r\n\r\n"),
+        }
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();

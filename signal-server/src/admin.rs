@@ -1,0 +1,197 @@
+//! The operator's API, behind the admin credential
+//! (`Authorization: Bearer <--admin-key>`). Without `--admin-key` it is off.
+//!
+//! - `POST /api/viewers/{id}/kick` with an optional JSON body
+//!   `{"ban_s": 600, "message": "..."}`: `id` is a peer id (one connection)
+//!   or a viewer id (token `sub`: all its connections). The server sends
+//!   `kick`, again every second until the viewer answers `stopped`, then
+//!   removes it (its peers get `peer_left`). The call returns when every
+//!   connection acknowledged, or when the heartbeat timeout proves the
+//!   silent ones gone (they are removed then too).
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State as AxState};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use swarm_proto::signal::MAX_NAME_LEN;
+
+use crate::auth::unix_now;
+use crate::state::KickTarget;
+use crate::AppState;
+
+/// How often an unacknowledged kick is sent again.
+pub const KICK_RETRY: Duration = Duration::from_secs(1);
+/// Longest kick message.
+pub const MAX_KICK_MESSAGE: usize = 256;
+/// Longest ban: ten years.
+pub const MAX_BAN_S: u64 = 10 * 365 * 24 * 3600;
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    #[derive(Serialize)]
+    struct E {
+        error: String,
+    }
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(E {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// Checks the admin credential; the error response otherwise.
+#[allow(clippy::result_large_err)] // an axum Response, returned at once
+pub(crate) fn check_admin(app: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(key) = &app.config().admin_key else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "the admin API is off: start shoal-signal with --admin-key",
+        ));
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if key.matches(p.trim().as_bytes()) => Ok(()),
+        Some(_) => Err(error(StatusCode::UNAUTHORIZED, "wrong admin credential")),
+        None => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "the admin API needs `Authorization: Bearer <admin key>`",
+        )),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct KickRequest {
+    #[serde(default)]
+    ban_s: Option<u64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KickedConnection {
+    peer_id: String,
+    /// It answered `stopped` (false: removed after the heartbeat timeout,
+    /// or it disconnected first).
+    acked: bool,
+    ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct KickResponse {
+    id: String,
+    connections: Vec<KickedConnection>,
+    /// Unix second the ban ends, when one was asked for.
+    banned_until: Option<u64>,
+    ms: u64,
+}
+
+pub(crate) async fn kick(
+    AxState(app): AxState<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<KickRequest>>,
+) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    if id.is_empty() || id.len() > MAX_NAME_LEN {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the viewer id is empty or too long",
+        );
+    }
+    let message = req
+        .message
+        .unwrap_or_else(|| "you were removed by the operator".into());
+    if message.len() > MAX_KICK_MESSAGE {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`message` is over {MAX_KICK_MESSAGE} bytes"),
+        );
+    }
+    if req.ban_s.is_some_and(|s| s > MAX_BAN_S) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`ban_s` is over {MAX_BAN_S} (ten years)"),
+        );
+    }
+    let started = Instant::now();
+    let ban_s = req.ban_s.filter(|&s| s > 0);
+    let targets: Vec<KickTarget> = {
+        let mut st = app.lock();
+        let conns = st.viewer_connections(&id);
+        if conns.is_empty() {
+            if let Some(s) = ban_s {
+                // Not connected: the ban still holds off its next hello.
+                st.ban_viewer(&id, unix_now().saturating_add(s));
+            } else {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    format!("no viewer {id} is connected"),
+                );
+            }
+        }
+        conns
+            .iter()
+            .filter_map(|p| st.kick(p, &message, ban_s))
+            .collect()
+    };
+    let banned_until = ban_s.map(|s| unix_now().saturating_add(s));
+    let deadline = started + Duration::from_millis(app.config().heartbeat_timeout_ms);
+    let connections = futures_util::future::join_all(
+        targets
+            .into_iter()
+            .map(|t| wait_for_ack(app.clone(), t, started, deadline)),
+    )
+    .await;
+    let body = KickResponse {
+        id,
+        connections,
+        banned_until,
+        ms: started.elapsed().as_millis() as u64,
+    };
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+/// Waits for one connection's `stopped`, sending the kick again every
+/// [`KICK_RETRY`]; past `deadline` the connection is removed unacknowledged.
+async fn wait_for_ack(
+    app: AppState,
+    mut t: KickTarget,
+    started: Instant,
+    deadline: Instant,
+) -> KickedConnection {
+    let acked = loop {
+        let next = (Instant::now() + KICK_RETRY).min(deadline);
+        match tokio::time::timeout_at(next.into(), &mut t.acked).await {
+            Ok(Ok(())) => break true,
+            // Removed without acknowledging (disconnected, timed out).
+            Ok(Err(_)) => break false,
+            Err(_) if Instant::now() >= deadline => {
+                app.lock().give_up_kick(&t.peer_id);
+                break matches!(t.acked.try_recv(), Ok(()));
+            }
+            Err(_) => app.lock().resend_kick(&t.peer_id),
+        }
+    };
+    KickedConnection {
+        peer_id: t.peer_id,
+        acked,
+        ms: started.elapsed().as_millis() as u64,
+    }
+}
