@@ -226,6 +226,7 @@ fn error_code(s: &str) -> Result<ErrorCode, String> {
         "protocol" => ErrorCode::Protocol,
         "unknown_peer" => ErrorCode::UnknownPeer,
         "not_joined" => ErrorCode::NotJoined,
+        "rate_limited" => ErrorCode::RateLimited,
         other => return Err(format!("unknown error code {other:?}")),
     })
 }

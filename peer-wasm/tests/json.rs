@@ -87,6 +87,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
         ErrorCode::Protocol,
         ErrorCode::UnknownPeer,
         ErrorCode::NotJoined,
+        ErrorCode::RateLimited,
     ] {
         msgs.push(ServerMsg::error(code, "why"));
     }

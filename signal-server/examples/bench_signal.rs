@@ -749,8 +749,21 @@ impl Server {
         let log_file = std::fs::File::create(&o.log_path)
             .unwrap_or_else(|e| die(&format!("cannot create {}: {e}", o.log_path)));
         let mut child = Command::new(&o.server)
-            // The swarms here have no seed: let viewers create them.
-            .args(["--listen", "127.0.0.1:0", "--allow-unknown-channels"])
+            // The swarms here have no seed: let viewers create them. Every
+            // client is on 127.0.0.1 and sends as fast as it can: the
+            // per-address and per-connection limits are lifted, to measure
+            // the tracker's own capacity.
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--allow-unknown-channels",
+                "--max-conns-per-addr",
+                "0",
+                "--msgs-per-s",
+                "1000000000",
+                "--relay-bytes-per-s",
+                "1000000000",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file))
             .stdin(Stdio::null())

@@ -10,6 +10,7 @@
 //! HTTP: `GET /healthz`, `GET /api/swarms`, `GET /api/seeds`, and optionally
 //! static files (`web_dir` at `/`, `pkg_dir` at `/pkg/`).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,6 +65,45 @@ pub struct Config {
     /// The admin API's credential (`Authorization: Bearer <key>`); `None`
     /// turns the admin API off.
     pub admin_key: Option<Key>,
+    pub limits: Limits,
+    /// Web origins whose pages may open the WebSocket (`*`: any). Empty:
+    /// only pages served by this server (same host). Clients that send no
+    /// `Origin` (seeds, native tools) are not browsers and pass.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Limits that keep one client from hurting the others. Each is logged
+/// when it bites.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// WebSocket connections open at once from one client address (0: no
+    /// limit). Over it the upgrade is answered 429.
+    pub max_conns_per_addr: usize,
+    /// Sustained frames per second one connection may send; past the burst
+    /// the server reads its frames no faster (the sender is slowed, no one
+    /// else).
+    pub msgs_per_s: u32,
+    pub msg_burst: u32,
+    /// Sustained relayed signaling bytes per second per connection, and the
+    /// burst (an SDP is a few KiB; a browser sends a few per peer).
+    pub relay_bytes_per_s: u32,
+    pub relay_burst_bytes: u32,
+    /// Swarms in all (only viewers create swarms, and only with
+    /// `allow_unknown_channels`).
+    pub max_swarms: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns_per_addr: 64,
+            msgs_per_s: 100,
+            msg_burst: 200,
+            relay_bytes_per_s: 256 << 10,
+            relay_burst_bytes: 1 << 20,
+            max_swarms: 10_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -82,6 +122,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             allow_unknown_channels: false,
             admin_key: None,
+            limits: Limits::default(),
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -95,6 +137,31 @@ pub struct AppState {
 struct Inner {
     config: Config,
     state: Mutex<State>,
+    /// Open WebSocket connections per client address.
+    conns: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection of an address, counted until dropped.
+pub(crate) struct ConnSlot {
+    app: AppState,
+    addr: IpAddr,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut conns = self
+            .app
+            .inner
+            .conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = conns.get_mut(&self.addr) {
+            *n -= 1;
+            if *n == 0 {
+                conns.remove(&self.addr);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -102,6 +169,7 @@ impl AppState {
         let admission = Admission {
             auth: config.auth.clone(),
             allow_unknown_channels: config.allow_unknown_channels,
+            max_swarms: config.limits.max_swarms,
         };
         let state = State::new(
             config.match_rule,
@@ -113,6 +181,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(state),
+                conns: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -125,6 +194,22 @@ impl AppState {
     /// a way later calls depend on, so a poisoned lock is taken over.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a new connection from `addr`; `None` when the address is at
+    /// [`Limits::max_conns_per_addr`].
+    pub(crate) fn take_conn_slot(&self, addr: IpAddr) -> Option<ConnSlot> {
+        let max = self.config().limits.max_conns_per_addr;
+        let mut conns = self.inner.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let n = conns.entry(addr).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            app: self.clone(),
+            addr,
+        })
     }
 
     /// The client address for a connection from `peer`: the socket address,

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use shoal_signal::auth::{mint_seed_token, mint_viewer_token, unix_now, MIN_KEY_LEN};
-use shoal_signal::{serve, AuthConfig, Config, GroupTable, Key, OpenChannels};
+use shoal_signal::{serve, AuthConfig, Config, GroupTable, Key, Limits, OpenChannels};
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::MatchRule;
 
@@ -83,6 +83,27 @@ struct Cli {
     /// it the admin API is off.
     #[arg(long, env = "SHOAL_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Origin of web pages that may use this server (e.g.
+    /// https://www.example.com); repeat or comma-separate; `*` for any.
+    /// Default: only pages this server serves.
+    #[arg(
+        long = "allowed-origin",
+        env = "SHOAL_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origin: Vec<String>,
+    /// WebSocket connections at once from one address (0: no limit).
+    #[arg(long, env = "SHOAL_MAX_CONNS_PER_ADDR", default_value_t = Limits::default().max_conns_per_addr)]
+    max_conns_per_addr: usize,
+    /// Frames per second one connection may send (sustained; bursts of twice that).
+    #[arg(long, env = "SHOAL_MSGS_PER_S", default_value_t = Limits::default().msgs_per_s)]
+    msgs_per_s: u32,
+    /// Relayed signaling bytes per second one connection may send (bursts of 4x).
+    #[arg(long, env = "SHOAL_RELAY_BYTES_PER_S", default_value_t = Limits::default().relay_bytes_per_s)]
+    relay_bytes_per_s: u32,
+    /// Most swarms at once.
+    #[arg(long, env = "SHOAL_MAX_SWARMS", default_value_t = Limits::default().max_swarms)]
+    max_swarms: usize,
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +244,15 @@ async fn main() -> anyhow::Result<()> {
         },
         allow_unknown_channels: cli.allow_unknown_channels,
         admin_key: key_arg("--admin-key", &cli.admin_key)?,
+        limits: Limits {
+            max_conns_per_addr: cli.max_conns_per_addr,
+            msgs_per_s: cli.msgs_per_s,
+            msg_burst: cli.msgs_per_s.saturating_mul(2),
+            relay_bytes_per_s: cli.relay_bytes_per_s,
+            relay_burst_bytes: cli.relay_bytes_per_s.saturating_mul(4),
+            max_swarms: cli.max_swarms,
+        },
+        allowed_origins: cli.allowed_origin,
         ..Config::default()
     };
     match &config.auth.viewer_key {

@@ -36,6 +36,13 @@ pub const MAX_SWARMS_PER_VIEWER: usize = 64;
 /// Outgoing queue of one client: encoded JSON text frames.
 pub type Outbox = mpsc::Sender<String>;
 
+/// Outgoing queue length per client before it counts as a slow consumer.
+pub const OUTBOX_LEN: usize = 1024;
+/// Relays to a client stop being queued once its queue has fewer free
+/// places than this: the sender is refused, the slow receiver keeps room
+/// for the server's own messages.
+pub const RELAY_HEADROOM: usize = OUTBOX_LEN / 2;
+
 #[derive(Debug)]
 struct Peer {
     role: Role,
@@ -100,6 +107,8 @@ pub struct Admission {
     /// Let viewers join swarms that no seed announces (they then create
     /// them). Off by default: such a join is refused as `unknown_channel`.
     pub allow_unknown_channels: bool,
+    /// Most swarms at once (a join that would create one more is refused).
+    pub max_swarms: usize,
 }
 
 pub struct State {
@@ -248,6 +257,18 @@ impl State {
                             format!("a viewer may join at most {MAX_SWARMS_PER_VIEWER} swarms"),
                         ),
                     );
+                } else if !self.swarms.contains_key(&swarm)
+                    && self.swarms.len() >= self.admission.max_swarms
+                {
+                    tracing::warn!(peer = %me, %swarm, max = self.admission.max_swarms, "limit: swarm count reached; join refused");
+                    reply(
+                        &mut out,
+                        ServerMsg::refused(
+                            Some(&swarm),
+                            RefuseReason::Limit,
+                            "the server has as many channels as it takes",
+                        ),
+                    );
                 } else if let Err(refusal) = self.may_join(me, &swarm) {
                     tracing::info!(peer = %me, %swarm, reason = ?refusal.0, detail = %refusal.1, "join refused");
                     reply(
@@ -304,7 +325,17 @@ impl State {
                     };
                     // `from` is two bytes longer than `to`: a frame at the
                     // limit would arrive over it.
-                    if relay.encode().len() > MAX_SIGNAL_FRAME {
+                    let room = self.peers.get(&to).map_or(0, |p| p.tx.capacity());
+                    if room < RELAY_HEADROOM {
+                        tracing::warn!(peer = %me, %to, room, "limit: relay target is not keeping up; relay refused");
+                        reply(
+                            &mut out,
+                            ServerMsg::error(
+                                ErrorCode::RateLimited,
+                                format!("peer {to} is not keeping up: relay dropped"),
+                            ),
+                        );
+                    } else if relay.encode().len() > MAX_SIGNAL_FRAME {
                         reply(
                             &mut out,
                             ServerMsg::error(
@@ -712,7 +743,6 @@ impl State {
                 Some(SeedView {
                     peer_id: id.clone(),
                     group: p.group.clone(),
-                    addr: p.addr.to_string(),
                     seed: p.seed.clone()?,
                 })
             })
@@ -840,7 +870,6 @@ pub struct SeedsView {
 pub struct SeedView {
     pub peer_id: String,
     pub group: String,
-    pub addr: String,
     #[serde(flatten)]
     pub seed: SeedInfo,
 }

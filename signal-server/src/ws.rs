@@ -12,16 +12,17 @@ use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State as AxState};
-use axum::http::{Extensions, HeaderMap};
-use axum::response::Response;
+use axum::http::{header, Extensions, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use swarm_proto::signal::{ClientMsg, ErrorCode, RefuseReason, Role, ServerMsg, MAX_SIGNAL_FRAME};
 
 use crate::auth::{unix_now, Refusal};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 
-use crate::state::LeaveReason;
+use crate::state::{LeaveReason, OUTBOX_LEN};
 use crate::AppState;
+use crate::{Config, ConnSlot};
 
 /// Largest message the WebSocket layer reads. Frames between
 /// [`MAX_SIGNAL_FRAME`] and this are read and answered with `too_large`;
@@ -29,9 +30,6 @@ use crate::AppState;
 pub const MAX_WS_MESSAGE: usize = 16 * MAX_SIGNAL_FRAME;
 /// Read buffer per WebSocket (signaling frames are a few KiB at most).
 pub const WS_READ_BUFFER: usize = 8 * 1024;
-
-/// Outgoing queue length per client before it counts as a slow consumer.
-const OUTBOX_LEN: usize = 1024;
 
 pub(crate) async fn ws_handler(
     ws: WebSocketUpgrade,
@@ -44,12 +42,89 @@ pub(crate) async fn ws_handler(
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(a)| a.ip());
     let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let addr = app.client_addr(peer, xff);
+    if let Err(why) = origin_allowed(app.config(), &headers) {
+        tracing::warn!(%addr, %why, "limit: WebSocket from a page of another origin refused");
+        return (StatusCode::FORBIDDEN, why).into_response();
+    }
+    let Some(slot) = app.take_conn_slot(addr) else {
+        let max = app.config().limits.max_conns_per_addr;
+        tracing::warn!(%addr, max, "limit: connections per address reached; upgrade refused");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("{addr} has {max} connections open already"),
+        )
+            .into_response();
+    };
     // Signaling frames are small: an 8 KiB read buffer instead of the
     // library's 128 KiB (which was most of the memory per connection).
     ws.read_buffer_size(WS_READ_BUFFER)
         .max_message_size(MAX_WS_MESSAGE)
         .max_frame_size(MAX_WS_MESSAGE)
-        .on_upgrade(move |socket| Conn::new(app, addr).run(socket))
+        .on_upgrade(move |socket| Conn::new(app, addr, slot).run(socket))
+}
+
+/// Whether a browser page of the request's `Origin` may connect (see
+/// [`Config::allowed_origins`]); the reason otherwise.
+fn origin_allowed(config: &Config, headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let allowed = &config.allowed_origins;
+    if allowed
+        .iter()
+        .any(|o| o == "*" || o.trim_end_matches('/') == origin)
+    {
+        return Ok(());
+    }
+    if allowed.is_empty() {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map_or("", |(_, h)| h);
+        if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "pages from {origin} may not use this signal server (add it with --allowed-origin)"
+    ))
+}
+
+/// A token bucket: `rate` per second, up to `burst` saved up.
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    level: f64,
+    at: Instant,
+    /// Whether the limit was logged for this connection already.
+    logged: bool,
+}
+
+impl Bucket {
+    fn new(rate: u32, burst: u32) -> Bucket {
+        Bucket {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            level: f64::from(burst.max(1)),
+            at: Instant::now(),
+            logged: false,
+        }
+    }
+
+    /// Takes `n`; returns how long the caller must wait to have paid.
+    fn take(&mut self, n: f64) -> Duration {
+        let now = Instant::now();
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.level = (self.level + dt * self.rate).min(self.burst) - n;
+        if self.level >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.level / self.rate)
+        }
+    }
 }
 
 enum Step {
@@ -60,16 +135,25 @@ enum Step {
 struct Conn {
     app: AppState,
     addr: IpAddr,
+    _slot: ConnSlot,
+    msgs: Bucket,
+    relay_bytes: Bucket,
     peer_id: Option<String>,
     rx: Option<mpsc::Receiver<String>>,
     bad_frames: u32,
 }
 
 impl Conn {
-    fn new(app: AppState, addr: IpAddr) -> Self {
+    fn new(app: AppState, addr: IpAddr, slot: ConnSlot) -> Self {
+        let l = &app.config().limits;
+        let msgs = Bucket::new(l.msgs_per_s, l.msg_burst);
+        let relay_bytes = Bucket::new(l.relay_bytes_per_s, l.relay_burst_bytes);
         Conn {
             app,
             addr,
+            _slot: slot,
+            msgs,
+            relay_bytes,
             peer_id: None,
             rx: None,
             bad_frames: 0,
@@ -148,6 +232,7 @@ impl Conn {
         match msg {
             Message::Text(text) => self.on_text(socket, text.as_str()).await,
             Message::Binary(b) => {
+                self.throttle(false, 0).await;
                 self.bad(
                     socket,
                     ErrorCode::BadMessage,
@@ -155,13 +240,45 @@ impl Conn {
                 )
                 .await
             }
-            Message::Ping(_) | Message::Pong(_) => Step::Continue,
+            Message::Ping(_) | Message::Pong(_) => {
+                self.throttle(false, 0).await;
+                Step::Continue
+            }
             Message::Close(_) => Step::Close(LeaveReason::Disconnected),
         }
     }
 
+    /// Slows a connection that sends faster than its limits: its frames
+    /// are read no faster, which is all the sender feels.
+    async fn throttle(&mut self, relay: bool, len: usize) {
+        let mut wait = self.msgs.take(1.0);
+        let mut what = "messages per second";
+        if relay {
+            let w = self.relay_bytes.take(len as f64);
+            if w > wait {
+                wait = w;
+                what = "relayed bytes per second";
+            }
+        }
+        if wait.is_zero() {
+            return;
+        }
+        let bucket = if what == "messages per second" {
+            &mut self.msgs
+        } else {
+            &mut self.relay_bytes
+        };
+        if !std::mem::replace(&mut bucket.logged, true) {
+            tracing::warn!(addr = %self.addr, peer = ?self.peer_id, limit = what, "limit: client sends too fast; reading its frames slower");
+        }
+        tokio::time::sleep(wait).await;
+    }
+
     async fn on_text(&mut self, socket: &mut WebSocket, text: &str) -> Step {
-        let msg = match ClientMsg::decode(text) {
+        let decoded = ClientMsg::decode(text);
+        let relay = matches!(decoded, Ok(ClientMsg::Relay { .. }));
+        self.throttle(relay, text.len()).await;
+        let msg = match decoded {
             Ok(m) => m,
             Err(e) => return self.bad(socket, e.code(), e.to_string()).await,
         };

@@ -134,6 +134,8 @@ pub enum ErrorCode {
     UnknownPeer,
     /// Message about a swarm the client has not joined.
     NotJoined,
+    /// Dropped by a server limit (a relay to a peer that is not keeping up).
+    RateLimited,
 }
 
 /// Why the server refused a client ([`ServerMsg::Refused`]). The player shows
