@@ -8,6 +8,17 @@
 //!   removes it (its peers get `peer_left`). The call returns when every
 //!   connection acknowledged, or when the heartbeat timeout proves the
 //!   silent ones gone (they are removed then too).
+//! - `GET /api/admin/viewers`: every connected viewer (viewer id, user and
+//!   network group, address, swarms, connected time, its last reports).
+//! - `GET /api/admin/seeds`: every seed (id, address, origin, contents,
+//!   capacity, uptime).
+//! - `GET /api/admin/channels`: every swarm with its members and totals
+//!   (bytes, P2P share, stalls).
+//! - `GET /api/admin/events`: the last events (hellos, refusals, kicks,
+//!   removals, settings).
+//! - `GET`/`PUT /api/admin/settings`: the matching rule
+//!   (`{"match_enough": 40, "match_max": 50}`).
+//! - `GET /metrics`: Prometheus metrics.
 
 use std::time::{Duration, Instant};
 
@@ -189,9 +200,115 @@ async fn wait_for_ack(
             Err(_) => app.lock().resend_kick(&t.peer_id),
         }
     };
+    app.metrics().kick(acked);
     KickedConnection {
         peer_id: t.peer_id,
         acked,
         ms: started.elapsed().as_millis() as u64,
     }
+}
+
+fn json_ok(body: impl Serialize) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(body),
+    )
+        .into_response()
+}
+
+pub(crate) async fn viewers(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let viewers = app.lock().viewers_view();
+    json_ok(serde_json::json!({ "viewers": viewers }))
+}
+
+pub(crate) async fn seeds(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let seeds = app.lock().admin_seeds_view();
+    json_ok(serde_json::json!({ "seeds": seeds }))
+}
+
+pub(crate) async fn channels(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let view = app.lock().swarms_view();
+    json_ok(view)
+}
+
+pub(crate) async fn events(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let events = app.lock().events();
+    json_ok(serde_json::json!({ "events": events }))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Settings {
+    match_enough: usize,
+    match_max: usize,
+}
+
+/// Longest peer list `match_max` may ask for.
+pub const MAX_MATCH_MAX: usize = 200;
+
+pub(crate) async fn settings(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let rule = app.lock().match_rule();
+    json_ok(Settings {
+        match_enough: rule.enough_same_group,
+        match_max: rule.max,
+    })
+}
+
+pub(crate) async fn put_settings(
+    AxState(app): AxState<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<Settings>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let Json(s) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    if s.match_max == 0 || s.match_max > MAX_MATCH_MAX {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`match_max` must be 1 to {MAX_MATCH_MAX}"),
+        );
+    }
+    let rule = swarm_proto::matching::MatchRule {
+        enough_same_group: s.match_enough,
+        max: s.match_max,
+    };
+    app.lock().set_match_rule(rule);
+    json_ok(s)
+}
+
+pub(crate) async fn metrics(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let view = app.lock().swarms_view();
+    let text = app.metrics().render(&view);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

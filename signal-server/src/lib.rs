@@ -30,6 +30,7 @@ use tower_http::trace::TraceLayer;
 mod admin;
 pub mod auth;
 pub mod groups;
+pub mod metrics;
 pub mod state;
 mod ws;
 
@@ -137,6 +138,7 @@ pub struct AppState {
 struct Inner {
     config: Config,
     state: Mutex<State>,
+    metrics: Arc<metrics::Metrics>,
     /// Open WebSocket connections per client address.
     conns: Mutex<HashMap<IpAddr, usize>>,
 }
@@ -171,16 +173,19 @@ impl AppState {
             allow_unknown_channels: config.allow_unknown_channels,
             max_swarms: config.limits.max_swarms,
         };
+        let metrics = Arc::new(metrics::Metrics::default());
         let state = State::new(
             config.match_rule,
             config.heartbeat_ms,
             config.rng_seed,
             admission,
+            metrics.clone(),
         );
         AppState {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(state),
+                metrics,
                 conns: Mutex::new(HashMap::new()),
             }),
         }
@@ -188,6 +193,10 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.inner.metrics
     }
 
     /// Locks the state. A panic while locked cannot leave it half-updated in
@@ -256,7 +265,16 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/api/swarms", get(api_swarms))
         .route("/api/seeds", get(api_seeds))
-        .route("/api/viewers/{id}/kick", post(admin::kick));
+        .route("/api/viewers/{id}/kick", post(admin::kick))
+        .route("/api/admin/viewers", get(admin::viewers))
+        .route("/api/admin/seeds", get(admin::seeds))
+        .route("/api/admin/channels", get(admin::channels))
+        .route("/api/admin/events", get(admin::events))
+        .route(
+            "/api/admin/settings",
+            get(admin::settings).put(admin::put_settings),
+        )
+        .route("/metrics", get(admin::metrics));
     if let Some(pkg) = &state.config().pkg_dir {
         router = router.nest_service("/pkg", ServeDir::new(pkg));
     }

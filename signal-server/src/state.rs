@@ -10,8 +10,9 @@
 //! produced them. A client whose queue is full (it stopped reading) is
 //! removed like a disconnect; dropping its `tx` makes its connection close.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -25,6 +26,20 @@ use swarm_proto::signal::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{unix_now, AuthConfig};
+use crate::metrics::Metrics;
+
+/// Recent events kept for the admin API.
+pub const MAX_EVENTS: usize = 256;
+
+/// One line of the admin event log.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// Unix seconds.
+    pub at: u64,
+    pub kind: &'static str,
+    pub peer: Option<String>,
+    pub detail: String,
+}
 
 /// Most bans kept at once (expired ones are pruned first; past this the
 /// soonest to expire goes).
@@ -53,6 +68,8 @@ struct Peer {
     seed: Option<SeedInfo>,
     /// The viewer token it presented at `hello`, once verified.
     viewer: Option<ViewerClaims>,
+    /// When it said hello.
+    since: Instant,
     reports: HashMap<String, ReportEntry>,
 }
 
@@ -125,6 +142,8 @@ pub struct State {
     bans: HashMap<BanKey, u64>,
     kicks: HashMap<String, PendingKick>,
     next_kick: u64,
+    events: VecDeque<Event>,
+    metrics: Arc<Metrics>,
 }
 
 impl State {
@@ -133,6 +152,7 @@ impl State {
         heartbeat_ms: u64,
         rng_seed: Option<u64>,
         admission: Admission,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let rng = match rng_seed {
             Some(s) => StdRng::seed_from_u64(s),
@@ -150,6 +170,8 @@ impl State {
             bans: HashMap::new(),
             kicks: HashMap::new(),
             next_kick: 1,
+            events: VecDeque::new(),
+            metrics,
         }
     }
 
@@ -196,11 +218,19 @@ impl State {
                 swarms: BTreeSet::new(),
                 seed,
                 viewer: if role == Role::Viewer { viewer } else { None },
+                since: Instant::now(),
                 reports: HashMap::new(),
             },
         );
-        let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.as_str());
+        let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.clone());
         tracing::info!(peer = %peer_id, ?role, %group, %addr, ?viewer, "hello");
+        let detail = format!(
+            "{role:?} {} from {addr} ({group})",
+            viewer.as_deref().unwrap_or("anonymous")
+        );
+        self.metrics
+            .hello(if role == Role::Seed { "seed" } else { "viewer" });
+        self.event("hello", Some(&peer_id), detail);
         let welcome = ServerMsg::Welcome {
             peer_id: peer_id.clone(),
             heartbeat_ms: self.heartbeat_ms,
@@ -261,6 +291,8 @@ impl State {
                     && self.swarms.len() >= self.admission.max_swarms
                 {
                     tracing::warn!(peer = %me, %swarm, max = self.admission.max_swarms, "limit: swarm count reached; join refused");
+                    self.metrics.limit("swarms");
+                    self.metrics.refused(RefuseReason::Limit);
                     reply(
                         &mut out,
                         ServerMsg::refused(
@@ -271,6 +303,12 @@ impl State {
                     );
                 } else if let Err(refusal) = self.may_join(me, &swarm) {
                     tracing::info!(peer = %me, %swarm, reason = ?refusal.0, detail = %refusal.1, "join refused");
+                    self.metrics.refused(refusal.0);
+                    self.event(
+                        "join refused",
+                        Some(me),
+                        format!("{swarm}: {:?}: {}", refusal.0, refusal.1),
+                    );
                     reply(
                         &mut out,
                         ServerMsg::refused(Some(&swarm), refusal.0, &refusal.1),
@@ -328,6 +366,7 @@ impl State {
                     let room = self.peers.get(&to).map_or(0, |p| p.tx.capacity());
                     if room < RELAY_HEADROOM {
                         tracing::warn!(peer = %me, %to, room, "limit: relay target is not keeping up; relay refused");
+                        self.metrics.limit("relay_target_busy");
                         reply(
                             &mut out,
                             ServerMsg::error(
@@ -426,6 +465,7 @@ impl State {
             }
         }
         tracing::info!(peer = %peer_id, ?reason, swarms = swarms.len(), "peer removed");
+        self.event("removed", Some(peer_id), format!("{reason:?}"));
     }
 
     /// Admission to one channel: it must be offered by a seed (unless
@@ -500,6 +540,11 @@ impl State {
             },
         );
         tracing::info!(peer = %peer_id, kick = id, ?ban_s, "kicking");
+        self.event(
+            "kick",
+            Some(peer_id),
+            format!("{message} (ban {ban_s:?} s)"),
+        );
         self.resend_kick(peer_id);
         Some(KickTarget {
             peer_id: peer_id.to_owned(),
@@ -557,6 +602,95 @@ impl State {
         }
         let e = self.bans.entry(key).or_insert(0);
         *e = (*e).max(until);
+    }
+
+    /// Adds a line to the admin event log (the oldest goes past
+    /// [`MAX_EVENTS`]).
+    pub fn event(&mut self, kind: &'static str, peer: Option<&str>, detail: String) {
+        if self.events.len() >= MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(Event {
+            at: unix_now(),
+            kind,
+            peer: peer.map(str::to_owned),
+            detail,
+        });
+    }
+
+    /// The admin event log, oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        self.events.iter().cloned().collect()
+    }
+
+    /// Matching settings (admin API).
+    pub fn match_rule(&self) -> MatchRule {
+        self.rule
+    }
+
+    pub fn set_match_rule(&mut self, rule: MatchRule) {
+        self.event("settings", None, format!("matching: {rule:?}"));
+        self.rule = rule;
+    }
+
+    /// Every connected viewer, for the admin API.
+    pub fn viewers_view(&self) -> Vec<AdminViewer> {
+        let now = Instant::now();
+        let mut v: Vec<AdminViewer> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.role == Role::Viewer)
+            .map(|(id, p)| {
+                let mut r = PeerReport::default();
+                for e in p.reports.values() {
+                    r.bytes_from_peers =
+                        r.bytes_from_peers.saturating_add(e.report.bytes_from_peers);
+                    r.bytes_from_http = r.bytes_from_http.saturating_add(e.report.bytes_from_http);
+                    r.bytes_uploaded = r.bytes_uploaded.saturating_add(e.report.bytes_uploaded);
+                    r.stalls = r.stalls.saturating_add(e.report.stalls);
+                    r.stalled_ms = r.stalled_ms.saturating_add(e.report.stalled_ms);
+                    r.peers = r.peers.max(e.report.peers);
+                    r.startup_ms = r.startup_ms.or(e.report.startup_ms);
+                }
+                AdminViewer {
+                    peer_id: id.clone(),
+                    viewer: p.viewer.as_ref().map(|c| c.sub.clone()),
+                    user_group: p.viewer.as_ref().and_then(|c| c.group.clone()),
+                    group: p.group.clone(),
+                    addr: p.addr.to_string(),
+                    swarms: p.swarms.iter().cloned().collect(),
+                    connected_s: now.saturating_duration_since(p.since).as_secs(),
+                    report: r,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        v
+    }
+
+    /// Every registered seed with its address and uptime, for the admin API.
+    pub fn admin_seeds_view(&self) -> Vec<AdminSeed> {
+        let now = Instant::now();
+        let mut v: Vec<AdminSeed> = self
+            .seed_ids
+            .values()
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                let s = p.seed.as_ref()?;
+                Some(AdminSeed {
+                    peer_id: id.clone(),
+                    seed_id: s.seed_id.clone(),
+                    http_base: s.http_base.clone(),
+                    addr: p.addr.to_string(),
+                    group: p.group.clone(),
+                    contents: s.contents.len(),
+                    capacity: s.capacity,
+                    uptime_s: now.saturating_duration_since(p.since).as_secs(),
+                })
+            })
+            .collect();
+        v.sort_by(|a, b| a.seed_id.cmp(&b.seed_id));
+        v
     }
 
     /// Lifts the ban on `key`; whether there was one.
@@ -859,6 +993,36 @@ impl Totals {
             self.bytes_from_peers as f64 / total as f64
         };
     }
+}
+
+/// A viewer as the admin API shows it (addresses included).
+#[derive(Debug, Serialize)]
+pub struct AdminViewer {
+    pub peer_id: String,
+    /// Token `sub`, when it presented one.
+    pub viewer: Option<String>,
+    /// Token `group` (the website's plan or tier).
+    pub user_group: Option<String>,
+    /// Network group.
+    pub group: String,
+    pub addr: String,
+    pub swarms: Vec<String>,
+    pub connected_s: u64,
+    /// Its last reports, summed over its swarms.
+    pub report: PeerReport,
+}
+
+/// A seed as the admin API shows it.
+#[derive(Debug, Serialize)]
+pub struct AdminSeed {
+    pub peer_id: String,
+    pub seed_id: String,
+    pub http_base: String,
+    pub addr: String,
+    pub group: String,
+    pub contents: usize,
+    pub capacity: u32,
+    pub uptime_s: u64,
 }
 
 #[derive(Debug, Serialize)]

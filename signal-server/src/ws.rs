@@ -44,11 +44,13 @@ pub(crate) async fn ws_handler(
     let addr = app.client_addr(peer, xff);
     if let Err(why) = origin_allowed(app.config(), &headers) {
         tracing::warn!(%addr, %why, "limit: WebSocket from a page of another origin refused");
+        app.metrics().limit("origin");
         return (StatusCode::FORBIDDEN, why).into_response();
     }
     let Some(slot) = app.take_conn_slot(addr) else {
         let max = app.config().limits.max_conns_per_addr;
         tracing::warn!(%addr, max, "limit: connections per address reached; upgrade refused");
+        app.metrics().limit("conns_per_addr");
         return (
             StatusCode::TOO_MANY_REQUESTS,
             format!("{addr} has {max} connections open already"),
@@ -263,11 +265,12 @@ impl Conn {
         if wait.is_zero() {
             return;
         }
-        let bucket = if what == "messages per second" {
-            &mut self.msgs
+        let (bucket, name) = if what == "messages per second" {
+            (&mut self.msgs, "msgs_per_s")
         } else {
-            &mut self.relay_bytes
+            (&mut self.relay_bytes, "relay_bytes_per_s")
         };
+        self.app.metrics().limit(name);
         if !std::mem::replace(&mut bucket.logged, true) {
             tracing::warn!(addr = %self.addr, peer = ?self.peer_id, limit = what, "limit: client sends too fast; reading its frames slower");
         }
@@ -344,6 +347,7 @@ impl Conn {
             }
             (Some(id), other) => {
                 self.bad_frames = 0;
+                self.app.metrics().frames.inc();
                 self.app.lock().handle(id, other, std::time::Instant::now());
                 Step::Continue
             }
@@ -353,6 +357,9 @@ impl Conn {
     /// Refuses admission at `hello`: says why, then closes.
     async fn refuse(&mut self, socket: &mut WebSocket, r: Refusal) -> Step {
         tracing::info!(addr = %self.addr, reason = ?r.reason, detail = %r.detail, "hello refused");
+        self.app.metrics().refused(r.reason);
+        let detail = format!("{:?} from {}: {}", r.reason, self.addr, r.detail);
+        self.app.lock().event("hello refused", None, detail);
         let text = ServerMsg::refused(None, r.reason, &r.detail).encode();
         let limit = crate::send_timeout(self.app.config());
         let _ = timeout(limit, socket.send(Message::Text(text.into()))).await;

@@ -211,3 +211,124 @@ async fn the_admin_api_needs_the_admin_credential() {
     let (status, _, body) = http(off, "POST", path, Some(ADMIN), None).await;
     assert_eq!(status, 403, "{body}");
 }
+
+#[tokio::test]
+async fn admin_api_lists_viewers_seeds_channels_events_settings_and_metrics() {
+    let addr = start(config()).await;
+    let info = swarm_proto::signal::SeedInfo {
+        seed_id: "seed-a".into(),
+        http_base: "http://127.0.0.1:9".into(),
+        contents: vec!["live".into()],
+        capacity: 4,
+    };
+    let _seed = Client::seed(addr, info).await;
+    let mut alice = viewer(addr, Some("alice")).await;
+    alice.join("live").await;
+    let mut anon = viewer(addr, None).await;
+    anon.join("live").await;
+    let expired = mint_viewer_token(
+        &Key::new(VIEWER_KEY),
+        &ViewerClaims {
+            sub: "late".into(),
+            exp: unix_now() - 1,
+            channels: vec!["*".into()],
+            group: None,
+        },
+    );
+    let (_, refused) = Client::viewer_with_token(addr, Some(expired)).await;
+    assert!(matches!(refused, ServerMsg::Refused { .. }));
+
+    let get = |path: &'static str| async move {
+        let (status, _, body) = http(addr, "GET", path, Some(ADMIN), None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    for path in [
+        "/api/admin/viewers",
+        "/api/admin/seeds",
+        "/api/admin/channels",
+        "/api/admin/events",
+        "/api/admin/settings",
+        "/metrics",
+    ] {
+        let (status, _, _) = http(addr, "GET", path, None, None).await;
+        assert_eq!(status, 401, "{path} without the credential");
+        let (status, _, _) = http(addr, "GET", path, Some("wrong"), None).await;
+        assert_eq!(status, 401, "{path} with a wrong credential");
+    }
+
+    let v: serde_json::Value = serde_json::from_str(&get("/api/admin/viewers").await).unwrap();
+    let viewers = v["viewers"].as_array().unwrap();
+    assert_eq!(viewers.len(), 2, "{v}");
+    let a = viewers.iter().find(|x| x["viewer"] == "alice").unwrap();
+    assert_eq!(a["addr"], "127.0.0.1");
+    assert_eq!(a["swarms"], serde_json::json!(["live"]));
+    assert!(viewers.iter().any(|x| x["viewer"].is_null()));
+
+    let s: serde_json::Value = serde_json::from_str(&get("/api/admin/seeds").await).unwrap();
+    assert_eq!(s["seeds"][0]["seed_id"], "seed-a");
+    assert_eq!(s["seeds"][0]["addr"], "127.0.0.1");
+    // The public list shows no client address.
+    let (_, _, public) = http_get(addr, "/api/seeds").await;
+    assert!(!public.contains("\"addr\""), "{public}");
+
+    let c: serde_json::Value = serde_json::from_str(&get("/api/admin/channels").await).unwrap();
+    let live = &c["swarms"][0];
+    assert_eq!(live["swarm"], "live");
+    assert_eq!(live["totals"]["viewers"], 2);
+    assert_eq!(live["totals"]["seeds"], 1);
+
+    let e: serde_json::Value = serde_json::from_str(&get("/api/admin/events").await).unwrap();
+    let kinds: Vec<&str> = e["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "hello").count(),
+        3,
+        "{kinds:?}"
+    );
+    assert!(kinds.contains(&"hello refused"), "{kinds:?}");
+
+    // Settings: read, change, and the change applies to the next join.
+    let st: serde_json::Value = serde_json::from_str(&get("/api/admin/settings").await).unwrap();
+    assert_eq!(st["match_max"], Config::default().match_rule.max);
+    let (status, _, body) = http(
+        addr,
+        "PUT",
+        "/api/admin/settings",
+        Some(ADMIN),
+        Some(r#"{"match_enough": 1, "match_max": 1}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let mut late = viewer(addr, Some("bob")).await;
+    match late.join("live").await {
+        ServerMsg::Joined { peers, .. } => assert_eq!(peers.len(), 1, "{peers:?}"),
+        _ => unreachable!(),
+    }
+    for bad in [
+        r#"{"match_enough": 1, "match_max": 0}"#,
+        r#"{"match_max": 5}"#,
+        "nope",
+    ] {
+        let (status, _, body) =
+            http(addr, "PUT", "/api/admin/settings", Some(ADMIN), Some(bad)).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let st: serde_json::Value = serde_json::from_str(&get("/api/admin/settings").await).unwrap();
+    assert_eq!(st["match_max"], 1, "a refused change changes nothing");
+
+    let m = get("/metrics").await;
+    for line in [
+        "shoal_signal_hellos_total{role=\"viewer\"} 3",
+        "shoal_signal_hellos_total{role=\"seed\"} 1",
+        "shoal_signal_refusals_total{reason=\"expired\"} 1",
+        "shoal_signal_peers{role=\"viewer\"} 3",
+        "shoal_signal_swarms 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
+    }
+}
