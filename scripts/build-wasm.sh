@@ -41,3 +41,13 @@ bg="$out/shoal_peer_bg.wasm"
 raw=$(wc -c <"$bg")
 gz=$(gzip -9c "$bg" | wc -c)
 log "wasm: $bg: $raw bytes, $gz bytes gzipped (gzip -9)"
+
+# The admin console's chart library (npm package uplot, a dev dependency
+# installed by setup.sh), served by the signal server at /admin/vendor/.
+if [ -f node_modules/uplot/dist/uPlot.iife.min.js ]; then
+  mkdir -p web-demo/admin/vendor
+  cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css web-demo/admin/vendor/
+  log "console: copied uPlot to web-demo/admin/vendor"
+else
+  log "console: node_modules/uplot is missing (run scripts/setup.sh): the console will show no charts"
+fi

@@ -224,10 +224,12 @@ impl State {
         );
         let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.clone());
         tracing::info!(peer = %peer_id, ?role, %group, %addr, ?viewer, "hello");
-        let detail = format!(
-            "{role:?} {} from {addr} ({group})",
-            viewer.as_deref().unwrap_or("anonymous")
-        );
+        let who = match (&self.peers[&peer_id].seed, &viewer) {
+            (Some(s), _) => s.seed_id.clone(),
+            (None, Some(v)) => v.clone(),
+            (None, None) => "anonymous".to_owned(),
+        };
+        let detail = format!("{role:?} {who} from {addr} ({group})");
         self.metrics
             .hello(if role == Role::Seed { "seed" } else { "viewer" });
         self.event("hello", Some(&peer_id), detail);
