@@ -161,7 +161,8 @@ impl Driver {
     }
 
     /// The first event: the tick timer, the signal connection, and the
-    /// engine's first input (startup counts from t0, see [`Driver::new`]).
+    /// engine's first input (startup still counts from t0, see
+    /// [`Driver::new`]).
     fn begin(&mut self, weak: &Weak<Shared>) {
         match Timer::every(TICK_MS, weak) {
             Ok(t) => self.timer = Some(t),
@@ -174,7 +175,9 @@ impl Driver {
             }
         }
         self.signal.connect(now_ms(), weak, &mut self.graveyard);
-        self.engine.handle_input(0, Input::Timeout);
+        // At the real time (loading the player took a while since t0): the
+        // engine's waits for the swarm count from here.
+        self.input(Input::Timeout);
     }
 
     fn tick(&mut self, weak: &Weak<Shared>) {

@@ -33,6 +33,9 @@ pub struct SimConfig {
     pub seed_peer: bool,
     /// This viewer (index) flips a bit in every piece it uploads.
     pub corrupt_viewer: Option<usize>,
+    /// This viewer (index) fetches nothing and tells every node, every
+    /// step, that it is fetching the ten segments from its playhead on.
+    pub lying_fetcher: Option<usize>,
     pub engine: Config,
     pub step_ms: u64,
 }
@@ -50,6 +53,7 @@ impl Default for SimConfig {
             http_bps: 50_000_000,
             seed_peer: true,
             corrupt_viewer: None,
+            lying_fetcher: None,
             engine: Config::default(),
             step_ms: 100,
         }
@@ -73,6 +77,9 @@ pub struct SimResult {
     pub seed_rtc_bytes: u64,
     /// Bytes of one copy of what a viewer watched (`watch_ms` of media).
     pub copy_bytes: u64,
+    /// Seed egress (HTTP and WebRTC) per segment: (segment, viewer index,
+    /// bytes, over HTTP), in the order it left the seed.
+    pub seed_log: Vec<(u32, usize, u64, bool)>,
 }
 
 impl SimResult {
@@ -89,11 +96,25 @@ impl SimResult {
     pub fn seed_egress_copies(&self) -> f64 {
         (self.seed_http_bytes + self.seed_rtc_bytes) as f64 / self.copy_bytes.max(1) as f64
     }
+    /// Media bytes the seed sent (HTTP and WebRTC) per segment.
+    pub fn seed_bytes_by_segment(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        for &(seg, _, n, _) in &self.seed_log {
+            let i = seg as usize;
+            if v.len() <= i {
+                v.resize(i + 1, 0);
+            }
+            v[i] += n;
+        }
+        v
+    }
 }
 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     Join(usize),
+    /// The signal server's answer to a join: how many viewers it listed.
+    Joined(usize, usize),
     Connect(usize, usize),
     Deliver {
         from: usize,
@@ -159,6 +180,7 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
         copy_bytes: copy_bytes(&manifest, cfg.watch_ms),
         ..Default::default()
     };
+    let liar = cfg.lying_fetcher.map(|l| l + 1);
     let mut events = 0u64;
     let mut res_acc = 0u64;
     let res_bytes = |acc: &mut u64, n: u64| *acc += n;
@@ -179,10 +201,19 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                 let others: Vec<usize> = (0..v)
                     .filter(|&o| (o > 0 || cfg.seed_peer) && !nodes[o].left)
                     .collect();
+                let listed = others.iter().filter(|&&o| o > 0).count();
+                push(&mut q, now + 2 * cfg.link_latency_ms, Ev::Joined(v, listed));
                 for o in others {
                     push(&mut q, now + cfg.connect_ms, Ev::Connect(v, o));
                 }
                 push(&mut q, now + cfg.step_ms, Ev::Tick(v));
+            }
+            Ev::Joined(v, viewers) => {
+                if nodes[v].left {
+                    continue;
+                }
+                nodes[v].engine.handle_input(now, Input::Joined { viewers });
+                touched.push(v);
             }
             Ev::Connect(a, b) => {
                 if nodes[a].left || nodes[b].left {
@@ -206,6 +237,21 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     },
                 );
                 touched.extend([a, b]);
+                for (l, o) in [(a, b), (b, a)] {
+                    if Some(l) == liar {
+                        for data in lies(&manifest, nodes[l].position_ms) {
+                            push(
+                                &mut q,
+                                now + cfg.link_latency_ms,
+                                Ev::Deliver {
+                                    from: l,
+                                    to: o,
+                                    data,
+                                },
+                            );
+                        }
+                    }
+                }
             }
             Ev::Deliver { from, to, data } => {
                 if nodes[to].left || nodes[to].result.dropped.contains(&from) {
@@ -304,17 +350,50 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     n.engine
                         .handle_input(now, Input::Playhead { position_ms: pos });
                     touched.push(v);
+                    if Some(v) == liar {
+                        let joined = |o: usize| o == 0 || nodes[o].joined_at.is_some();
+                        for o in (0..nodes.len()).filter(|&o| o != v && joined(o) && !nodes[o].left)
+                        {
+                            for data in lies(&manifest, pos) {
+                                push(
+                                    &mut q,
+                                    now + cfg.link_latency_ms,
+                                    Ev::Deliver {
+                                        from: v,
+                                        to: o,
+                                        data,
+                                    },
+                                );
+                            }
+                        }
+                    }
                     push(&mut q, now + cfg.step_ms, Ev::Tick(v));
                 }
             }
         }
         for i in touched {
             while let Some(out) = nodes[i].engine.poll_output() {
+                // The liar asks for nothing.
+                if Some(i) == liar {
+                    match &out {
+                        Output::HttpFetch { .. } => continue,
+                        Output::Send { data, .. }
+                            if matches!(wire::decode(data), Ok(Message::Request { .. })) =>
+                        {
+                            continue
+                        }
+                        _ => {}
+                    }
+                }
                 match out {
                     Output::Send { peer, mut data } => {
                         let to = peer as usize;
                         if i == 0 {
-                            res.seed_rtc_bytes += piece_len(&data);
+                            let (seg, n) = piece_len(&data);
+                            res.seed_rtc_bytes += n;
+                            if n > 0 {
+                                res.seed_log.push((seg, to - 1, n, false));
+                            }
                         }
                         if Some(i) == cfg.corrupt_viewer.map(|c| c + 1) {
                             if let Ok(Message::Piece { .. }) = wire::decode(&data) {
@@ -336,16 +415,20 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                             Ev::Deliver { from: i, to, data },
                         );
                     }
-                    Output::HttpFetch { res } => {
-                        let size = match res {
+                    Output::HttpFetch { res: what } => {
+                        let res_ = what;
+                        let size = match res_ {
                             Resource::Init => SYNTHETIC_INIT.len() as u64,
                             Resource::Segment(s) => data[s.index()].len() as u64,
                         };
                         res_bytes(&mut res_acc, size);
+                        if let Resource::Segment(s) = res_ {
+                            res.seed_log.push((s.get(), i - 1, size, true));
+                        }
                         push(
                             &mut q,
                             now + cfg.http_latency_ms + size * 1000 / cfg.http_bps,
-                            Ev::Http { to: i, res },
+                            Ev::Http { to: i, res: res_ },
                         );
                     }
                     Output::Load { seg } => push(&mut q, now + 1, Ev::Loaded { seg: seg.get() }),
@@ -401,10 +484,20 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
     res
 }
 
-fn piece_len(data: &[u8]) -> u64 {
+/// What [`SimConfig::lying_fetcher`] says: that it fetches the ten
+/// segments from `pos` on.
+fn lies(m: &Manifest, pos: u64) -> Vec<Vec<u8>> {
+    let first = m.segment_at(pos).get();
+    let last = (first + 10).min(m.segment_count());
+    (first..last)
+        .map(|seg| wire::encode(&Message::Fetching { seg }))
+        .collect()
+}
+
+fn piece_len(data: &[u8]) -> (u32, u64) {
     match wire::decode(data) {
-        Ok(Message::Piece { data, .. }) => data.len() as u64,
-        _ => 0,
+        Ok(Message::Piece { seg, data, .. }) => (seg, data.len() as u64),
+        _ => (0, 0),
     }
 }
 

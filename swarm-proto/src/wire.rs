@@ -15,6 +15,13 @@
 //! | 6    | Cancel   | segment u32, piece u32 |
 //! | 7    | Reject   | segment u32, piece u32 |
 //! | 8    | Bye      | (empty) |
+//! | 9    | Fetching | segment u32 |
+//!
+//! `Fetching` tells a peer that the sender has started fetching a segment
+//! from the origin (the seed over WebRTC or HTTP), so that the receiver can
+//! wait for the sender's `Have` instead of fetching the same segment from
+//! the origin too. It is a hint: the receiver waits a bounded time, and
+//! stops listening to a peer whose hints are not followed by a `Have`.
 
 use crate::bitfield::Bitfield;
 use crate::manifest::{MAX_PIECE_BYTES, MAX_SEGMENTS};
@@ -52,6 +59,9 @@ pub enum Message<'a> {
         piece: u32,
     },
     Bye,
+    Fetching {
+        seg: u32,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -224,6 +234,15 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
             .end()?;
             Message::Bye
         }
+        9 => {
+            let mut r = Reader {
+                buf: body,
+                what: "fetching",
+            };
+            let seg = r.u32()?;
+            r.end()?;
+            Message::Fetching { seg }
+        }
         k => return Err(WireError::UnknownKind(k)),
     })
 }
@@ -274,6 +293,10 @@ pub fn encode(msg: &Message<'_>) -> Vec<u8> {
         Message::Cancel { seg, piece } => sp(&mut out, 6, *seg, *piece),
         Message::Reject { seg, piece } => sp(&mut out, 7, *seg, *piece),
         Message::Bye => out.push(8),
+        Message::Fetching { seg } => {
+            out.push(9);
+            out.extend_from_slice(&seg.to_be_bytes());
+        }
     }
     out
 }
@@ -291,6 +314,7 @@ mod tests {
             Message::Request { seg: 1, piece: 2 },
             Message::Reject { seg: 1, piece: 2 },
             Message::Have { seg: 3 },
+            Message::Fetching { seg: 3 },
             Message::Bye,
         ] {
             assert!(!is_piece(&encode(&m)), "{m:?}");
@@ -323,6 +347,7 @@ mod tests {
             Message::Cancel { seg: 3, piece: 4 },
             Message::Reject { seg: 5, piece: 6 },
             Message::Bye,
+            Message::Fetching { seg: 11 },
         ];
         for m in &msgs {
             assert_eq!(&decode(&encode(m)).unwrap(), m);
@@ -368,6 +393,23 @@ mod tests {
                 what: "bitfield length"
             })
         );
+        assert_eq!(
+            decode(&[1, 9, 0, 0, 0]),
+            Err(WireError::Length {
+                what: "fetching",
+                expected: 4,
+                got: 3
+            })
+        );
+        assert_eq!(
+            decode(&[1, 9, 0, 0, 0, 1, 0]),
+            Err(WireError::Length {
+                what: "fetching",
+                expected: 0,
+                got: 1
+            })
+        );
+        assert_eq!(decode(&[1, 10]), Err(WireError::UnknownKind(10)));
         assert_eq!(
             decode(&[1, 1, 200]),
             Err(WireError::Invalid {

@@ -59,19 +59,23 @@ fn connecting_sends_hello_and_bitfield() {
 fn startup_fetches_init_and_first_segment_over_http_and_appends_after_verifying() {
     let (mut e, m, d) = viewer(&[3000, 3000, 3000]);
     e.handle_input(0, Input::Playhead { position_ms: 0 });
+    assert_eq!(
+        drain(&mut e),
+        vec![Output::HttpFetch {
+            res: Resource::Init
+        }],
+        "the first segment waits for the swarm's peer list"
+    );
+    // A lone viewer: the signal server listed nobody.
+    e.handle_input(0, Input::Joined { viewers: 0 });
     let outs = drain(&mut e);
     let seg0 = m.segment(0).unwrap();
     assert_eq!(
         outs,
-        vec![
-            Output::HttpFetch {
-                res: Resource::Init
-            },
-            Output::HttpFetch {
-                res: Resource::Segment(seg0)
-            }
-        ],
-        "only the init and the critical segment go to HTTP before peers connect"
+        vec![Output::HttpFetch {
+            res: Resource::Segment(seg0)
+        }],
+        "only the init and the critical segment go to HTTP when nobody else watches"
     );
     // A corrupt body is rejected and retried, never appended.
     let mut bad = d[0].clone();
@@ -135,6 +139,9 @@ fn segment_comes_piece_by_piece_from_several_peers() {
         m.clone(),
         Config {
             max_inflight_per_peer: 4,
+            // Not waiting for the swarm's peer list: the first segment,
+            // critical, goes to HTTP at once.
+            swarm_wait_ms: 0,
             ..Config::default()
         },
     );

@@ -7,7 +7,7 @@ use swarm_proto::Bitfield;
 
 fn message() -> impl Strategy<Value = (u8, u32, u32, Vec<u8>, String)> {
     (
-        1u8..=8,
+        1u8..=9,
         any::<u32>(),
         any::<u32>(),
         prop::collection::vec(any::<u8>(), 1..2048),
@@ -39,7 +39,8 @@ fn build<'a>(kind: u8, a: u32, b: u32, data: &'a [u8], id: &'a str) -> Message<'
         },
         6 => Message::Cancel { seg: a, piece: b },
         7 => Message::Reject { seg: a, piece: b },
-        _ => Message::Bye,
+        8 => Message::Bye,
+        _ => Message::Fetching { seg: a },
     }
 }
 
@@ -60,7 +61,7 @@ proptest! {
     }
 
     #[test]
-    fn valid_header_with_arbitrary_body_never_panics(kind in 0u8..=10, body in prop::collection::vec(any::<u8>(), 0..64)) {
+    fn valid_header_with_arbitrary_body_never_panics(kind in 0u8..=11, body in prop::collection::vec(any::<u8>(), 0..64)) {
         let mut bytes = vec![1, kind];
         bytes.extend(body);
         if let Ok(m) = decode(&bytes) {

@@ -26,6 +26,24 @@ pub struct Config {
     /// For this long after start, segments that are not yet critical are not
     /// fetched over HTTP, so that peers can connect first.
     pub peer_wait_ms: u64,
+    /// At startup, how long to wait for the swarm's peer list
+    /// ([`super::Input::Joined`]) before fetching the first segment from
+    /// the origin: a viewer that has peers takes it from them.
+    pub swarm_wait_ms: u64,
+    /// After [`super::Input::Joined`] listed viewers, how long the origin
+    /// (HTTP and seed peers) is left alone while they connect: for anything
+    /// while fewer of them have sent their bitfield than were listed, and at
+    /// startup for the first segment while a viewer is sending it. Once
+    /// playing, a segment due within `critical_ms` never waits.
+    pub viewer_wait_ms: u64,
+    /// How long a viewer's [`crate::wire::Message::Fetching`] (it is
+    /// fetching that segment from the origin) keeps us from fetching the
+    /// same segment from the origin, unless it becomes critical.
+    pub fetching_grace_ms: u64,
+    /// `Fetching` hints a peer may leave unfulfilled (no `Have` within
+    /// `fetching_grace_ms`) beyond those it fulfilled before its hints are
+    /// ignored.
+    pub max_broken_fetching: u32,
 
     /// Most peers connected at once; a connection beyond it is closed.
     pub max_peers: usize,
@@ -70,6 +88,10 @@ impl Default for Config {
             http_retry_ms: 500,
             seed_enough_copies: 2,
             peer_wait_ms: 1000,
+            swarm_wait_ms: 500,
+            viewer_wait_ms: 1500,
+            fetching_grace_ms: 2000,
+            max_broken_fetching: 4,
             max_peers: 20,
             store_behind_ms: 30_000,
             store_ahead_ms: 40_000,

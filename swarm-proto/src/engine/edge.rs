@@ -17,6 +17,7 @@ pub(super) enum PeerMsg<'a> {
     Cancel,
     Reject(SegmentId, PieceIndex),
     Bye,
+    Fetching(SegmentId),
 }
 
 /// Decodes and checks one message; the error is the reason to drop the peer.
@@ -87,5 +88,6 @@ pub(super) fn check<'a>(m: &Manifest, data: &'a [u8]) -> Result<PeerMsg<'a>, Str
             PeerMsg::Reject(s, p)
         }
         Message::Bye => PeerMsg::Bye,
+        Message::Fetching { seg: s } => PeerMsg::Fetching(seg("fetching", s)?),
     })
 }

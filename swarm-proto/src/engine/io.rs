@@ -79,6 +79,14 @@ pub enum Input<'a> {
         position_ms: u64,
     },
     Media(MediaEvent),
+    /// The signal server answered a join: its peer list holds `viewers`
+    /// viewers (seeds not counted) that the driver is connecting to. Until
+    /// they connected (or `Config::viewer_wait_ms` passed) the engine leaves
+    /// the origin alone for what they may hold, and at startup it takes the
+    /// first segment from them.
+    Joined {
+        viewers: usize,
+    },
     Timeout,
 }
 

@@ -86,6 +86,9 @@ pub struct Engine {
     /// Where startup is counted from, when the driver knows an earlier
     /// moment than the first input (the page's call to attach).
     startup_origin: Option<Millis>,
+    /// When the signal server last answered a join, and how many viewers
+    /// it listed ([`Input::Joined`]).
+    joined: Option<(Millis, usize)>,
     meter: meter::Meter,
     stats: Stats,
 }
@@ -121,6 +124,7 @@ impl Engine {
             now: 0,
             started_at: None,
             startup_origin: None,
+            joined: None,
             meter: meter::Meter::default(),
             stats: Stats::default(),
         }
@@ -260,11 +264,13 @@ impl Engine {
                 self.meter
                     .on_media(ev, self.now, origin.unwrap_or(self.now))
             }
+            Input::Joined { viewers } => self.joined = Some((self.now, viewers)),
             Input::Timeout => {}
         }
         self.close_idle_peers();
         if !self.seeding {
             self.expire_requests();
+            self.expire_fetching();
             self.schedule();
             self.flush_appends();
             self.keep_windows();
@@ -390,8 +396,9 @@ impl Engine {
         let r = self.peers.get_mut(&peer).expect("checked above");
         match msg {
             PeerMsg::Hello => r.hello = true,
-            PeerMsg::Bitfield(bf) => r.have = bf,
-            PeerMsg::Have(s) => r.have.set(s.get()),
+            PeerMsg::Bitfield(bf) => r.note_bitfield(bf),
+            PeerMsg::Have(s) => r.note_has(s),
+            PeerMsg::Fetching(s) => r.note_fetching(s, now),
             PeerMsg::Request(s, p) => self.on_request(peer, s, p),
             PeerMsg::Piece(s, p, data) => {
                 if self.count_answer(peer) {

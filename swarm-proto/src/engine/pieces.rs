@@ -31,6 +31,8 @@ pub(super) struct Partial {
     pub buf: Vec<u8>,
     pub pieces: Vec<PieceState>,
     pub received: usize,
+    /// Peers were told that we fetch it from a seed (`Fetching`).
+    pub announced: bool,
 }
 
 impl Partial {
@@ -39,6 +41,7 @@ impl Partial {
             buf: vec![0; m.entry(seg).size as usize],
             pieces: vec![PieceState::Missing; m.piece_count(seg) as usize],
             received: 0,
+            announced: false,
         }
     }
 

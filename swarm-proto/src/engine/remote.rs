@@ -16,13 +16,23 @@ pub(super) const MAX_REJECTS_PER_PEER: usize = 64;
 /// Seed mode: segments remembered per peer as "refused once because the
 /// swarm has copies" (oldest forgotten first).
 pub(super) const MAX_REFUSED_PER_PEER: usize = 256;
+/// `Fetching` hints remembered per peer (oldest forgotten first, unscored).
+pub(super) const MAX_FETCHING_PER_PEER: usize = 16;
 
 #[derive(Debug)]
 pub(super) struct Remote {
     pub id: String,
     pub is_seed: bool,
     pub hello: bool,
+    /// Its bitfield arrived: we know what it holds.
+    pub informed: bool,
     pub have: Bitfield,
+    /// Segments it said it is fetching from the origin, and when it said so
+    /// (bounded, see [`Remote::note_fetching`]).
+    pub fetching: Map<SegmentId, Millis>,
+    /// Its `Fetching` hints followed by a `Have` in time, and those not.
+    pub hints_kept: u64,
+    pub hints_broken: u64,
     /// Our requests outstanding at this peer (kept by the piece tracker).
     pub inflight: usize,
     /// Requests we ever sent it, and answers (pieces or rejects) it ever
@@ -53,7 +63,11 @@ impl Remote {
             id: id.to_owned(),
             is_seed,
             hello: false,
+            informed: false,
             have: Bitfield::new(segments),
+            fetching: Map::new(),
+            hints_kept: 0,
+            hints_broken: 0,
             inflight: 0,
             asked_total: 0,
             answered_total: 0,
@@ -103,6 +117,53 @@ impl Remote {
         }
         self.refused_once.insert(seg, now);
         true
+    }
+
+    /// Records its hint that it is fetching `seg` from the origin. A repeated
+    /// hint does not extend the first one; at most
+    /// [`MAX_FETCHING_PER_PEER`] are kept.
+    pub fn note_fetching(&mut self, seg: SegmentId, now: Millis) {
+        if self.is_seed || self.have.get(seg.get()) || self.fetching.contains_key(&seg) {
+            return;
+        }
+        if self.fetching.len() >= MAX_FETCHING_PER_PEER {
+            if let Some((&oldest, _)) = self.fetching.iter().min_by_key(|(_, &t)| t) {
+                self.fetching.remove(&oldest);
+            }
+        }
+        self.fetching.insert(seg, now);
+    }
+
+    /// It now holds `seg`: a hint about it was kept.
+    pub fn note_has(&mut self, seg: SegmentId) {
+        self.have.set(seg.get());
+        if self.fetching.remove(&seg).is_some() {
+            self.hints_kept += 1;
+        }
+    }
+
+    /// A new bitfield: hints about what it now holds were kept.
+    pub fn note_bitfield(&mut self, bf: Bitfield) {
+        self.have = bf;
+        self.informed = true;
+        let have = &self.have;
+        let before = self.fetching.len();
+        self.fetching.retain(|s, _| !have.get(s.get()));
+        self.hints_kept += (before - self.fetching.len()) as u64;
+    }
+
+    /// Forgets hints older than `grace_ms`, each counted as broken.
+    pub fn expire_fetching(&mut self, now: Millis, grace_ms: u64) {
+        let before = self.fetching.len();
+        self.fetching.retain(|_, &t| t + grace_ms > now);
+        self.hints_broken += (before - self.fetching.len()) as u64;
+    }
+
+    /// Whether it said, within `grace_ms` and with hints that were borne
+    /// out well enough, that it is fetching `seg` from the origin.
+    pub fn is_fetching(&self, seg: SegmentId, now: Millis, grace_ms: u64, allowance: u32) -> bool {
+        self.hints_broken <= self.hints_kept + allowance as u64
+            && self.fetching.get(&seg).is_some_and(|&t| t + grace_ms > now)
     }
 
     /// Whether it may be asked for `seg` now.

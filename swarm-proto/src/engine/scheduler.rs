@@ -21,6 +21,21 @@
 //!    a segment whose peer copy failed verification (the origin's copy
 //!    settles who lied). Pending peer requests for it are cancelled.
 //!
+//! **Each segment leaves the origin about once.** A viewer that starts
+//! fetching a segment from the origin (a seed peer or HTTP) tells its
+//! viewers (`Fetching`); they leave the origin alone for that segment for
+//! `fetching_grace_ms` and take it from that viewer once its `Have` comes.
+//! On joining, the driver says how many viewers the signal server listed
+//! (`Input::Joined`): until those sent their bitfields (at most
+//! `viewer_wait_ms`) the origin waits for what they may hold, so a
+//! newcomer does not race its first viewer connection to the seed. At
+//! startup the first segment comes from a viewer that holds it, within the
+//! same bound (before `Joined`, at most `swarm_wait_ms`); a lone viewer
+//! goes to HTTP at once. Waits are bounded and never apply, once playing,
+//! to a segment due within `critical_ms`: a peer lying about what it holds
+//! or fetches costs at most a bounded wait at startup, and its hints are
+//! ignored once `max_broken_fetching` of them went unfulfilled.
+//!
 //! Invariants: a piece has at most one outstanding request, except in the
 //! *endgame* (every missing piece of an urgent segment requested, one of
 //! them outstanding for `endgame_after_ms`, and another peer holding the
@@ -47,6 +62,70 @@ impl Engine {
         self.http_inflight.insert(res);
         self.http_retry_at.remove(&res);
         self.out.push_back(Output::HttpFetch { res });
+        if let Resource::Segment(seg) = res {
+            self.announce_fetching(seg);
+        }
+    }
+
+    /// Tells the viewers that lack `seg` that we fetch it from the origin.
+    fn announce_fetching(&mut self, seg: SegmentId) {
+        let to: Vec<PeerKey> = self
+            .peers
+            .iter()
+            .filter(|(_, r)| !r.is_seed && r.hello && !r.have.get(seg.get()))
+            .map(|(&k, _)| k)
+            .collect();
+        for k in to {
+            self.send(k, &Message::Fetching { seg: seg.get() });
+        }
+    }
+
+    /// Forgets `Fetching` hints past their grace (counted against the peer).
+    pub(super) fn expire_fetching(&mut self) {
+        let (now, grace) = (self.now, self.cfg.fetching_grace_ms);
+        for (_, r) in self.peers.iter_mut() {
+            r.expire_fetching(now, grace);
+        }
+    }
+
+    /// Whether a viewer said it is fetching `seg` from the origin.
+    fn viewer_fetching(&self, seg: SegmentId) -> bool {
+        let (now, grace, allowance) = (
+            self.now,
+            self.cfg.fetching_grace_ms,
+            self.cfg.max_broken_fetching,
+        );
+        self.peers
+            .values()
+            .any(|r| !r.is_seed && r.is_fetching(seg, now, grace, allowance))
+    }
+
+    /// Until when waits for viewers may last: `viewer_wait_ms` after the
+    /// join was answered, or `swarm_wait_ms` after start before it is.
+    fn viewer_wait_until(&self) -> Millis {
+        match self.joined {
+            Some((at, _)) => at + self.cfg.viewer_wait_ms,
+            None => self.started_at.unwrap_or(self.now) + self.cfg.swarm_wait_ms,
+        }
+    }
+
+    /// Whether viewers we were told about (or may yet be told about) have
+    /// not all told us what they hold, within the wait's bound.
+    fn awaiting_viewers(&self) -> bool {
+        if self.now >= self.viewer_wait_until() {
+            return false;
+        }
+        match self.joined {
+            None => true,
+            Some((_, listed)) => {
+                let informed = self
+                    .peers
+                    .values()
+                    .filter(|r| !r.is_seed && r.informed)
+                    .count();
+                informed < listed
+            }
+        }
     }
 
     pub(super) fn schedule(&mut self) {
@@ -61,6 +140,10 @@ impl Engine {
             .segment_at(self.position_ms + self.cfg.lookahead_ms)
             .get();
         let (now, backoff) = (self.now, self.cfg.reject_backoff_ms);
+        let awaiting = self.awaiting_viewers();
+        // Startup: no segment appended yet (the first one may come from a
+        // viewer rather than HTTP).
+        let startup = self.stats.segments_appended == 0;
         for raw in first..=last {
             let seg = SegmentId(raw);
             if self.have.get(raw) || self.http_inflight.contains(&Resource::Segment(seg)) {
@@ -81,14 +164,23 @@ impl Engine {
                 .any(|r| r.is_seed && r.can_serve(seg, now, backoff));
             let critical = due < self.cfg.critical_ms;
             let nearly_done = self.partial.get(&seg).is_some_and(Partial::nearly_done);
+            // Leave the origin alone while viewers may soon serve it (bounded
+            // waits; once playing, never for a critical segment).
+            let hold = if critical {
+                startup
+                    && self.now < self.viewer_wait_until()
+                    && (awaiting || viewer_has || self.viewer_fetching(seg))
+            } else {
+                awaiting || self.viewer_fetching(seg)
+            };
             let nobody_has = !viewer_has && !seed_has && due < self.cfg.urgent_ms && warm;
-            if critical && !nearly_done || nobody_has {
+            if !hold && (critical && !nearly_done || nobody_has) {
                 self.http_fetch(Resource::Segment(seg));
                 continue;
             }
             if viewer_has {
                 self.request_pieces(seg, false, due < self.cfg.urgent_ms);
-            } else if seed_has && due < self.cfg.urgent_ms {
+            } else if seed_has && due < self.cfg.urgent_ms && !hold {
                 self.request_pieces(seg, true, true);
             }
         }
@@ -145,6 +237,11 @@ impl Engine {
                 r.asked_total += 1;
                 sends.push((k, piece as u32));
             }
+        }
+        let announce =
+            from_seeds && !sends.is_empty() && !std::mem::replace(&mut p.announced, true);
+        if announce {
+            self.announce_fetching(seg);
         }
         for (k, piece) in sends {
             self.send(
