@@ -83,7 +83,7 @@ try {
   }, { ws: servers.signalWs, manifest, WINDOW });
   await assertLoopbackCandidates(page);
   const mbps = result.bytes / result.secs / 1e6;
-  process.stdout.write(JSON.stringify({ seed_rtc_to_one_browser_MBps: +mbps.toFixed(2), bytes: result.bytes, seconds: +result.secs.toFixed(2), window: WINDOW, seed_build: SEED_BUILD }) + '\n');
+  process.stdout.write(JSON.stringify({ mb_per_s: +mbps.toFixed(2), bytes: result.bytes, seconds: +result.secs.toFixed(2), window: WINDOW, seed_build: SEED_BUILD }) + '\n');
 } finally {
   if (browser) await browser.close().catch(() => {});
   await servers.stop();
