@@ -30,6 +30,13 @@ use crate::metrics::Metrics;
 
 /// Recent events kept for the admin API.
 pub const MAX_EVENTS: usize = 256;
+/// A swarm up to this size hears of every member that leaves; in a larger
+/// one only the leaver's recent signaling contacts do (the peers it was
+/// negotiating or connected with), so a leave costs the same however large
+/// the swarm.
+pub const BROADCAST_LEFT_MAX: usize = 64;
+/// Recent signaling contacts remembered per peer (the oldest is forgotten).
+pub const MAX_CONTACTS: usize = 256;
 
 /// One line of the admin event log.
 #[derive(Clone, Debug, Serialize)]
@@ -70,6 +77,8 @@ struct Peer {
     viewer: Option<ViewerClaims>,
     /// When it said hello.
     since: Instant,
+    /// Peers it relayed signaling to or from, most recent last.
+    contacts: VecDeque<String>,
     reports: HashMap<String, ReportEntry>,
 }
 
@@ -219,6 +228,7 @@ impl State {
                 seed,
                 viewer: if role == Role::Viewer { viewer } else { None },
                 since: Instant::now(),
+                contacts: VecDeque::new(),
                 reports: HashMap::new(),
             },
         );
@@ -385,6 +395,8 @@ impl State {
                             ),
                         );
                     } else {
+                        self.add_contact(me, &to);
+                        self.add_contact(&to, me);
                         out.push((to, relay));
                     }
                 }
@@ -725,17 +737,33 @@ impl State {
         if !members.remove(peer_id) {
             return;
         }
-        for other in members.iter() {
-            out.push((
-                other.clone(),
-                ServerMsg::PeerLeft {
-                    swarm: swarm.to_owned(),
-                    peer_id: peer_id.to_owned(),
-                },
-            ));
+        let left = ServerMsg::PeerLeft {
+            swarm: swarm.to_owned(),
+            peer_id: peer_id.to_owned(),
+        };
+        if members.len() <= BROADCAST_LEFT_MAX {
+            for other in members.iter() {
+                out.push((other.clone(), left.clone()));
+            }
+        } else if let Some(p) = self.peers.get(peer_id) {
+            for other in p.contacts.iter().filter(|c| members.contains(*c)) {
+                out.push((other.clone(), left.clone()));
+            }
         }
         if members.is_empty() {
             self.swarms.remove(swarm);
+        }
+    }
+
+    /// Remembers that `a` signaled with `b` (bounded, most recent last).
+    fn add_contact(&mut self, a: &str, b: &str) {
+        if let Some(p) = self.peers.get_mut(a) {
+            if let Some(i) = p.contacts.iter().position(|c| c == b) {
+                p.contacts.remove(i);
+            } else if p.contacts.len() >= MAX_CONTACTS {
+                p.contacts.pop_front();
+            }
+            p.contacts.push_back(b.to_owned());
         }
     }
 
@@ -801,11 +829,22 @@ impl State {
     fn deliver(&mut self, out: &mut Vec<(String, ServerMsg)>) {
         while !out.is_empty() {
             let mut dead = Vec::new();
+            // A message sent to many in a row (peer_left to a whole swarm)
+            // is encoded once.
+            let mut last: Option<(ServerMsg, String)> = None;
             for (to, msg) in out.drain(..) {
                 let Some(p) = self.peers.get(&to) else {
                     continue;
                 };
-                if let Err(e) = p.tx.try_send(msg.encode()) {
+                let text = match &last {
+                    Some((m, t)) if *m == msg => t.clone(),
+                    _ => {
+                        let t = msg.encode();
+                        last = Some((msg, t.clone()));
+                        t
+                    }
+                };
+                if let Err(e) = p.tx.try_send(text) {
                     let reason = match e {
                         mpsc::error::TrySendError::Full(_) => LeaveReason::SlowConsumer,
                         mpsc::error::TrySendError::Closed(_) => LeaveReason::Disconnected,

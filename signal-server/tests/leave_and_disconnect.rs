@@ -1,4 +1,5 @@
-//! leave and disconnect produce peer_left for the swarm's other members.
+//! leave and disconnect produce peer_left for the swarm's other members
+//! (in a large swarm, for the leaver's signaling contacts only).
 mod common;
 
 use common::*;
@@ -80,4 +81,46 @@ async fn dropped_tcp_connection_counts_as_disconnect() {
             peer_id: a_id
         }
     );
+}
+
+#[tokio::test]
+async fn in_a_large_swarm_only_signaling_contacts_hear_of_a_leave() {
+    let addr = start(shoal_signal::Config {
+        limits: shoal_signal::Limits {
+            max_conns_per_addr: 0,
+            ..Default::default()
+        },
+        ..test_config()
+    })
+    .await;
+    let n = shoal_signal::state::BROADCAST_LEFT_MAX + 6;
+    let mut others = Vec::new();
+    for _ in 0..n {
+        let mut c = Client::viewer(addr).await;
+        c.join("big").await;
+        others.push(c);
+    }
+    let mut a = Client::viewer(addr).await;
+    a.join("big").await;
+    let (b, rest) = others.split_first_mut().unwrap();
+    // a and b negotiate; nobody else hears from a.
+    a.send(&ClientMsg::Relay {
+        swarm: "big".into(),
+        to: b.peer_id.clone(),
+        signal: swarm_proto::signal::RtcSignal::Offer { sdp: "v=0".into() },
+    })
+    .await;
+    assert!(matches!(b.recv().await, ServerMsg::Relay { .. }));
+    let a_id = a.peer_id.clone();
+    drop(a);
+    assert_eq!(
+        b.recv().await,
+        ServerMsg::PeerLeft {
+            swarm: "big".into(),
+            peer_id: a_id
+        }
+    );
+    for c in rest.iter_mut().take(5) {
+        c.ping().await;
+    }
 }

@@ -210,6 +210,8 @@ pub enum ServerMsg {
         from: String,
         signal: RtcSignal,
     },
+    /// `peer_id` left `swarm`. Sent to every member of a small swarm; in a
+    /// large one only to the peers that recently signaled with it.
     PeerLeft {
         swarm: String,
         peer_id: String,
