@@ -325,3 +325,88 @@ fn http_fetches_are_announced_too() {
     assert_eq!(http_segments(&outs), vec![1], "due in 1.4 s, nobody has it");
     assert!(sent(&outs, 1).contains(&Message::Fetching { seg: 1 }));
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn a_seed_sending_a_segment_to_one_viewer_refuses_it_once_to_another() {
+    let (m, d) = content();
+    let mut seed = Engine::new_seed(m.clone(), Config::default());
+    let window = Config::default().reject_backoff_ms;
+    for p in [1, 2, 3] {
+        connect(&mut seed, &m, 0, p, &[]);
+    }
+    drain(&mut seed);
+    let request = |seed: &mut Engine, t, p, piece| {
+        feed(seed, t, p, &Message::Request { seg: 0, piece });
+        drain(seed)
+    };
+    let outs = request(&mut seed, 10, 1, 0);
+    assert_eq!(
+        outs,
+        vec![Output::Load {
+            seg: m.segment(0).unwrap()
+        }]
+    );
+    // Viewer 2 asks while the segment goes to viewer 1: refused (once).
+    let outs = request(&mut seed, 11, 2, 0);
+    assert_eq!(sent(&outs, 2), vec![Message::Reject { seg: 0, piece: 0 }]);
+    seed.handle_input(
+        12,
+        Input::Loaded {
+            seg: m.segment(0).unwrap(),
+            data: d[0].clone(),
+        },
+    );
+    assert!(matches!(
+        sent(&drain(&mut seed), 1)[..],
+        [Message::Piece {
+            seg: 0,
+            piece: 0,
+            ..
+        }]
+    ));
+    // Viewer 1 keeps being served; viewer 3 is refused too.
+    assert!(matches!(
+        sent(&request(&mut seed, 20, 1, 1), 1)[..],
+        [Message::Piece {
+            seg: 0,
+            piece: 1,
+            ..
+        }]
+    ));
+    assert_eq!(
+        sent(&request(&mut seed, 21, 3, 1), 3),
+        vec![Message::Reject { seg: 0, piece: 1 }]
+    );
+    // Asked again after its back-off: served, whatever viewer 1 does.
+    assert!(matches!(
+        sent(&request(&mut seed, 11 + window, 2, 0), 2)[..],
+        [Message::Piece {
+            seg: 0,
+            piece: 0,
+            ..
+        }]
+    ));
+    // Once a viewer holds it, one copy is not reason enough to refuse.
+    let mut s = Engine::new_seed(m.clone(), Config::default());
+    for p in [1, 4] {
+        connect(&mut s, &m, 0, p, if p == 1 { &[0] } else { &[] });
+    }
+    s.handle_input(
+        0,
+        Input::Loaded {
+            seg: m.segment(0).unwrap(),
+            data: d[0].clone(),
+        },
+    );
+    drain(&mut s);
+    feed(&mut s, 1, 1, &Message::Request { seg: 0, piece: 0 });
+    feed(&mut s, 2, 4, &Message::Request { seg: 0, piece: 0 });
+    assert!(matches!(
+        sent(&drain(&mut s), 4)[..],
+        [Message::Piece {
+            seg: 0,
+            piece: 0,
+            ..
+        }]
+    ));
+}

@@ -82,6 +82,27 @@ fn six_viewers_two_seconds_apart_take_each_segment_from_the_seed_once() {
 }
 
 #[wasm_bindgen_test(unsupported = test)]
+fn viewers_joining_at_once_take_each_segment_from_the_seed_once() {
+    let (m, d) = content();
+    for gap in [0, 50] {
+        let r = run(
+            m.clone(),
+            &d,
+            &SimConfig {
+                viewers: 6,
+                join_gap_ms: gap,
+                watch_ms: 30_000,
+                ..SimConfig::default()
+            },
+        );
+        for (i, v) in r.viewers.iter().enumerate() {
+            assert!(v.played_ms >= 27_000 && v.stalls == 0, "viewer {i}: {v:?}");
+        }
+        each_segment_left_the_seed_once(&r, 200_000);
+    }
+}
+
+#[wasm_bindgen_test(unsupported = test)]
 fn a_viewer_lying_about_what_it_fetches_stalls_nobody() {
     let (m, d) = content();
     // The liar joins first, so everyone lists it and hears its hints.

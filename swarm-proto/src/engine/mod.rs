@@ -74,6 +74,9 @@ pub struct Engine {
     http_retry_at: Map<Resource, Millis>,
     /// Seed mode: requests waiting for a disk read.
     pending_loads: Map<SegmentId, Vec<(PeerKey, PieceIndex)>>,
+    /// Seed mode: the viewer a segment was last sent to, and when (at most
+    /// `upload::MAX_SERVING`).
+    sending: Map<SegmentId, (PeerKey, Millis)>,
     init: Option<Arc<[u8]>>,
     init_appended: bool,
     /// Segments appended to the media buffer and not removed since.
@@ -115,6 +118,7 @@ impl Engine {
             http_inflight: Set::new(),
             http_retry_at: Map::new(),
             pending_loads: Map::new(),
+            sending: Map::new(),
             init: None,
             init_appended: false,
             in_media: Set::new(),
@@ -312,6 +316,25 @@ impl Engine {
         );
         let bf = self.have.clone();
         self.send(peer, &Message::Bitfield(bf));
+        // What we are fetching from the origin right now, so that it need
+        // not fetch the same.
+        if !is_seed {
+            let fetching: Vec<u32> = (self.http_inflight.iter())
+                .filter_map(|res| match res {
+                    Resource::Segment(s) => Some(s.get()),
+                    Resource::Init => None,
+                })
+                .chain(
+                    self.partial
+                        .iter()
+                        .filter(|(_, p)| p.announced)
+                        .map(|(s, _)| s.get()),
+                )
+                .collect();
+            for seg in fetching {
+                self.send(peer, &Message::Fetching { seg });
+            }
+        }
     }
 
     /// Closes a peer that misbehaved and bans its id.

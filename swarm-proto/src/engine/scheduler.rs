@@ -24,7 +24,10 @@
 //! **Each segment leaves the origin about once.** A viewer that starts
 //! fetching a segment from the origin (a seed peer or HTTP) tells its
 //! viewers (`Fetching`); they leave the origin alone for that segment for
-//! `fetching_grace_ms` and take it from that viewer once its `Have` comes.
+//! `fetching_grace_ms` and take it from that viewer once its `Have` comes
+//! (a viewer that connects is told what is being fetched at that moment).
+//! Viewers that decide at the same moment are sorted out by the seed: it
+//! refuses a segment once to a viewer while it is sending it to another.
 //! On joining, the driver says how many viewers the signal server listed
 //! (`Input::Joined`): until those sent their bitfields (at most
 //! `viewer_wait_ms`) the origin waits for what they may hold, so a

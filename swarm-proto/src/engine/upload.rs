@@ -5,26 +5,31 @@
 //! (bounded per peer). Back-pressure: a peer with more than
 //! `max_buffered_bytes` queued toward it gets rejects until its queue
 //! drains. A seed refuses a segment once to a viewer when
-//! `seed_enough_copies` other viewers claim it; a second request for the
-//! same segment is served, so claims alone cannot switch the seed off.
+//! `seed_enough_copies` other viewers claim it, or when it is sending that
+//! segment to another viewer right now (that viewer will have it in a
+//! moment: viewers that ask at the same time get it from one another, and
+//! the segment leaves the seed once); a second request for the same segment
+//! is served, so neither claims nor a hostile requester can switch the seed
+//! off.
 
 use super::*;
 use crate::manifest::verify_segment;
+
+/// Seed mode: segments remembered as being sent to a viewer (the most
+/// recent first forgotten when full, after the stale ones).
+pub(super) const MAX_SERVING: usize = 64;
 
 impl Engine {
     pub(super) fn on_request(&mut self, peer: PeerKey, seg: SegmentId, piece: PieceIndex) {
         let len = self.manifest.piece_range(seg, piece).len() as u64;
         let max_buffered = self.cfg.max_buffered_bytes;
         let enough = self.cfg.seed_enough_copies;
-        let copies = if self.seeding {
-            self.swarm_copies(seg, peer)
-        } else {
-            0
-        };
         let (now, window) = (self.now, self.cfg.reject_backoff_ms);
+        let others_have = self.seeding
+            && (self.swarm_copies(seg, peer) >= enough || self.sending_elsewhere(seg, peer));
         let r = self.peers.get_mut(&peer).expect("caller checked");
-        let refuse = (self.seeding && copies >= enough && r.refuse_once(seg, now, window))
-            || r.buffered + len > max_buffered;
+        let refuse =
+            (others_have && r.refuse_once(seg, now, window)) || r.buffered + len > max_buffered;
         if refuse || !self.have.get(seg.get()) {
             return self.send(
                 peer,
@@ -35,6 +40,9 @@ impl Engine {
             );
         }
         if let Some(data) = self.store.get(seg) {
+            if self.seeding {
+                self.note_sending(seg, peer);
+            }
             return self.serve(peer, seg, piece, &data);
         }
         // A seed's segment not in its cache: park the request, read the disk.
@@ -48,6 +56,7 @@ impl Engine {
             );
         }
         r.pending_loads += 1;
+        self.note_sending(seg, peer);
         // One read per segment: the entry lives until the read answers, even
         // if every waiting peer left meanwhile.
         match self.pending_loads.get_mut(&seg) {
@@ -70,6 +79,31 @@ impl Engine {
                 data: &data[range],
             },
         );
+    }
+
+    /// Seed mode: whether another viewer, which does not hold `seg` yet,
+    /// had a request for it accepted within `reject_backoff_ms`.
+    fn sending_elsewhere(&self, seg: SegmentId, asker: PeerKey) -> bool {
+        self.sending.get(&seg).is_some_and(|&(k, t)| {
+            k != asker
+                && t + self.cfg.reject_backoff_ms > self.now
+                && self
+                    .peers
+                    .get(&k)
+                    .is_some_and(|r| !r.is_seed && !r.have.get(seg.get()))
+        })
+    }
+
+    /// Seed mode: records that `seg` is being sent to `peer` (bounded).
+    fn note_sending(&mut self, seg: SegmentId, peer: PeerKey) {
+        let (now, window) = (self.now, self.cfg.reject_backoff_ms);
+        if self.sending.len() >= MAX_SERVING && !self.sending.contains_key(&seg) {
+            self.sending.retain(|_, &(_, t)| t + window > now);
+            if self.sending.len() >= MAX_SERVING {
+                super::maps::pop_first(&mut self.sending);
+            }
+        }
+        self.sending.insert(seg, (peer, now));
     }
 
     /// How many connected viewers other than `asker` claim `seg`.
