@@ -768,15 +768,32 @@ impl State {
     }
 
     /// Peers for `me` in `swarm` by the shared matching rule.
+    /// The swarm's seeds (up to [`MAX_SEEDS_PER_JOIN`]) always come first,
+    /// whatever the swarm's size: the matching rule picks among the viewers.
     fn pick_peers(&mut self, me: &str, swarm: &str) -> Vec<PeerInfo> {
         let Some(members) = self.swarms.get(swarm) else {
             return Vec::new();
         };
+        let mut seeds: Vec<PeerInfo> = self
+            .seed_ids
+            .values()
+            .filter(|id| id.as_str() != me && members.contains(*id))
+            .filter_map(|id| {
+                let p = self.peers.get(id)?;
+                Some(PeerInfo {
+                    peer_id: id.clone(),
+                    is_seed: true,
+                    group: p.group.clone(),
+                })
+            })
+            .collect();
+        seeds.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        seeds.truncate(MAX_SEEDS_PER_JOIN);
         let candidates: Vec<Candidate> = members
             .iter()
             .filter(|id| id.as_str() != me)
             .filter_map(|id| {
-                let p = self.peers.get(id)?;
+                let p = self.peers.get(id).filter(|p| p.role == Role::Viewer)?;
                 let rate = p.reports.get(swarm).map_or(0, |r| r.upload_rate);
                 Some(Candidate {
                     peer_id: id,
@@ -788,17 +805,16 @@ impl State {
             .collect();
         let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
         let chosen = select_peers(me, my_group, &candidates, self.rule, self.rng.gen());
-        chosen
-            .into_iter()
-            .filter_map(|id| {
-                let p = self.peers.get(id)?;
-                Some(PeerInfo {
-                    peer_id: id.to_owned(),
-                    is_seed: p.role == Role::Seed,
-                    group: p.group.clone(),
-                })
+        let viewers = chosen.into_iter().filter_map(|id| {
+            let p = self.peers.get(id)?;
+            Some(PeerInfo {
+                peer_id: id.to_owned(),
+                is_seed: false,
+                group: p.group.clone(),
             })
-            .collect()
+        });
+        seeds.extend(viewers);
+        seeds
     }
 
     /// Up to [`MAX_SEEDS_PER_JOIN`] seeds of `swarm`, each listed with that

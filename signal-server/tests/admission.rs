@@ -285,10 +285,9 @@ async fn joined_stays_within_the_viewers_frame_limit() {
         ServerMsg::Joined { seeds, peers, .. } => {
             assert_eq!(seeds.len(), MAX_SEEDS_PER_JOIN);
             assert!(seeds.iter().all(|s| s.contents == ["news"]));
-            assert_eq!(
-                peers.len(),
-                20.min(shoal_signal::Config::default().match_rule.max)
-            );
+            // The first 8 seeds as peers too (no viewer is there).
+            assert_eq!(peers.len(), MAX_SEEDS_PER_JOIN);
+            assert!(peers.iter().all(|p| p.is_seed));
         }
         other => panic!("{other:?}"),
     }

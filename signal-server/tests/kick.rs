@@ -306,7 +306,8 @@ async fn admin_api_lists_viewers_seeds_channels_events_settings_and_metrics() {
     assert_eq!(status, 200, "{body}");
     let mut late = viewer(addr, Some("bob")).await;
     match late.join("live").await {
-        ServerMsg::Joined { peers, .. } => assert_eq!(peers.len(), 1, "{peers:?}"),
+        // The seed, and one viewer of the two.
+        ServerMsg::Joined { peers, .. } => assert_eq!(peers.len(), 2, "{peers:?}"),
         _ => unreachable!(),
     }
     for bad in [

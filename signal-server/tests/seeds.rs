@@ -151,3 +151,34 @@ async fn two_seeds_of_one_content_are_both_listed() {
         _ => unreachable!(),
     }
 }
+
+#[tokio::test]
+async fn the_seed_is_listed_however_large_the_swarm() {
+    let addr = start(shoal_signal::Config {
+        match_rule: swarm_proto::matching::MatchRule {
+            enough_same_group: 3,
+            max: 3,
+        },
+        ..test_config()
+    })
+    .await;
+    let seed = Client::seed(addr, seed_info("seed-1", &["movie"])).await;
+    let mut viewers = Vec::new();
+    for _ in 0..10 {
+        let mut v = Client::viewer(addr).await;
+        v.join("movie").await;
+        viewers.push(v);
+    }
+    for _ in 0..5 {
+        let mut v = Client::viewer(addr).await;
+        match v.join("movie").await {
+            ServerMsg::Joined { peers, .. } => {
+                assert_eq!(peers.len(), 4, "the seed and 3 viewers: {peers:?}");
+                assert_eq!(peers[0].peer_id, seed.peer_id);
+                assert!(peers[0].is_seed);
+                assert!(peers[1..].iter().all(|p| !p.is_seed));
+            }
+            _ => unreachable!(),
+        }
+    }
+}
