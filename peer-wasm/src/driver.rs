@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::rc::Weak;
 use std::sync::Arc;
 use swarm_proto::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
-use swarm_proto::signal::{ClientMsg, PeerInfo, RefuseReason, RtcSignal, ServerMsg};
+use swarm_proto::signal::{ClientMsg, PeerInfo, RtcSignal, ServerMsg};
 use swarm_proto::Manifest;
 use web_sys::AbortSignal;
 
@@ -63,22 +63,6 @@ pub(crate) struct Driver {
 
 /// Delay before joining again after a refusal that may pass.
 const REJOIN_AFTER_MS: f64 = 3000.0;
-
-/// The wire name of a refusal reason (what `stats().error` and the notice show).
-fn reason_code(r: RefuseReason) -> &'static str {
-    use RefuseReason::*;
-    match r {
-        TokenRequired => "token_required",
-        BadToken => "bad_token",
-        BadSignature => "bad_signature",
-        Expired => "expired",
-        NotEntitled => "not_entitled",
-        Banned => "banned",
-        UnknownChannel => "unknown_channel",
-        SeedCredential => "seed_credential",
-        Limit => "limit",
-    }
-}
 
 impl Driver {
     pub fn new(
@@ -312,8 +296,7 @@ impl Driver {
                     // The same token would be refused again: stop, and say
                     // why to the person watching.
                     self.signal.refused(&mut self.graveyard);
-                    let text =
-                        format!("Shoal: access refused ({}): {message}", reason_code(reason));
+                    let text = format!("Shoal: access refused ({}): {message}", reason.code());
                     crate::media::show_notice(self.media.video(), &text);
                     self.fatal.get_or_insert(text);
                 } else if swarm.is_some() {

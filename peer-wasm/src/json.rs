@@ -232,19 +232,10 @@ fn error_code(s: &str) -> Result<ErrorCode, String> {
 }
 
 fn refuse_reason(s: &str) -> Result<RefuseReason, String> {
-    use RefuseReason::*;
-    Ok(match s {
-        "token_required" => TokenRequired,
-        "bad_token" => BadToken,
-        "bad_signature" => BadSignature,
-        "expired" => Expired,
-        "not_entitled" => NotEntitled,
-        "banned" => Banned,
-        "unknown_channel" => UnknownChannel,
-        "seed_credential" => SeedCredential,
-        "limit" => Limit,
-        other => return Err(format!("unknown refusal reason {other:?}")),
-    })
+    RefuseReason::ALL
+        .into_iter()
+        .find(|r| r.code() == s)
+        .ok_or_else(|| format!("unknown refusal reason {s:?}"))
 }
 
 /// Parses and validates a manifest, like [`Manifest::from_json`].

@@ -91,21 +91,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
     ] {
         msgs.push(ServerMsg::error(code, "why"));
     }
-    use RefuseReason::*;
-    for (i, reason) in [
-        TokenRequired,
-        BadToken,
-        BadSignature,
-        Expired,
-        NotEntitled,
-        Banned,
-        UnknownChannel,
-        SeedCredential,
-        Limit,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, reason) in RefuseReason::ALL.into_iter().enumerate() {
         let swarm = (i % 2 == 0).then_some("s");
         msgs.push(ServerMsg::refused(swarm, reason, "why"));
     }

@@ -92,11 +92,9 @@ impl Metrics {
     }
 
     pub fn refused(&self, reason: swarm_proto::signal::RefuseReason) {
-        let name = serde_json::to_value(reason)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        self.refusals.get_or_create(&label("reason", name)).inc();
+        self.refusals
+            .get_or_create(&label("reason", reason.code()))
+            .inc();
     }
 
     pub fn kick(&self, acked: bool) {

@@ -165,6 +165,34 @@ pub enum RefuseReason {
 }
 
 impl RefuseReason {
+    /// Every reason, for decoders and tests.
+    pub const ALL: [RefuseReason; 9] = [
+        RefuseReason::TokenRequired,
+        RefuseReason::BadToken,
+        RefuseReason::BadSignature,
+        RefuseReason::Expired,
+        RefuseReason::NotEntitled,
+        RefuseReason::Banned,
+        RefuseReason::UnknownChannel,
+        RefuseReason::SeedCredential,
+        RefuseReason::Limit,
+    ];
+
+    /// The reason's name on the wire (`"not_entitled"`).
+    pub fn code(self) -> &'static str {
+        match self {
+            RefuseReason::TokenRequired => "token_required",
+            RefuseReason::BadToken => "bad_token",
+            RefuseReason::BadSignature => "bad_signature",
+            RefuseReason::Expired => "expired",
+            RefuseReason::NotEntitled => "not_entitled",
+            RefuseReason::Banned => "banned",
+            RefuseReason::UnknownChannel => "unknown_channel",
+            RefuseReason::SeedCredential => "seed_credential",
+            RefuseReason::Limit => "limit",
+        }
+    }
+
     /// Whether the same credentials can never succeed (the player stops);
     /// `false` for reasons that may clear up (a channel whose seed is
     /// restarting, a limit).
@@ -475,6 +503,12 @@ mod tests {
         }
         assert!(!m.encode().contains("swarm"));
         assert!(RefuseReason::Expired.is_final());
+        for r in RefuseReason::ALL {
+            assert_eq!(
+                serde_json::to_string(&r).unwrap(),
+                format!("\"{}\"", r.code())
+            );
+        }
         assert!(!RefuseReason::UnknownChannel.is_final());
     }
 
