@@ -572,6 +572,10 @@ impl Driver {
                 Output::Load { seg } => {
                     log(&format!("ignoring a seed's disk read of {seg} in a viewer"))
                 }
+                // Live-channel outputs: an on-demand engine has none.
+                Output::CheckSignature { .. }
+                | Output::SeekTo { .. }
+                | Output::PlaybackRate { .. } => {}
             }
         }
     }

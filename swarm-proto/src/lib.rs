@@ -22,6 +22,7 @@ pub mod auth;
 pub mod bitfield;
 pub mod engine;
 pub mod ids;
+pub mod live;
 pub mod manifest;
 pub mod matching;
 pub mod signal;

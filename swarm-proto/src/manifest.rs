@@ -100,7 +100,7 @@ pub fn valid_content_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn valid_uri(uri: &str) -> bool {
+pub(crate) fn valid_uri(uri: &str) -> bool {
     !uri.is_empty()
         && uri.len() <= 512
         && !uri.starts_with('/')
@@ -109,7 +109,7 @@ fn valid_uri(uri: &str) -> bool {
         && !uri.contains('\\')
 }
 
-fn valid_hash(h: &str) -> bool {
+pub(crate) fn valid_hash(h: &str) -> bool {
     h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

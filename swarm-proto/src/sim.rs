@@ -435,6 +435,10 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     Output::AppendInit { .. }
                     | Output::RemoveMedia { .. }
                     | Output::EndOfStream => {}
+                    // Live-channel outputs: a video-on-demand engine has none.
+                    Output::CheckSignature { .. }
+                    | Output::SeekTo { .. }
+                    | Output::PlaybackRate { .. } => {}
                     Output::Append { seg, .. } => {
                         let n = &mut nodes[i];
                         n.buffered_to_ms =

@@ -16,14 +16,25 @@
 //! | 7    | Reject   | segment u32, piece u32 |
 //! | 8    | Bye      | (empty) |
 //! | 9    | Fetching | segment u32 |
+//! | 10   | LiveMeta | a [`LiveMeta`] (124 bytes) |
+//! | 11   | LivePush | a [`LiveMeta`] (124 bytes) |
+//! | 12   | LiveWant | sequence u32 |
 //!
 //! `Fetching` tells a peer that the sender has started fetching a segment
 //! from the origin (the seed over WebRTC or HTTP), so that the receiver can
 //! wait for the sender's `Have` instead of fetching the same segment from
 //! the origin too. It is a hint: the receiver waits a bounded time, and
 //! stops listening to a peer whose hints are not followed by a `Have`.
+//!
+//! Live channels ([`crate::live`]) number segments by sequence and use the
+//! segment field of `Piece` and `Reject` for it. `LiveMeta` says "I hold
+//! this segment; here is its signed description"; `LivePush` says the same
+//! and that every piece of it follows unasked; `LiveWant` asks for every
+//! piece of one segment (answered by the pieces in order, or one `Reject`
+//! with piece 0).
 
 use crate::bitfield::Bitfield;
+use crate::live::{LiveMeta, META_WIRE_LEN};
 use crate::manifest::{MAX_PIECE_BYTES, MAX_SEGMENTS};
 
 pub const WIRE_VERSION: u8 = 1;
@@ -61,6 +72,11 @@ pub enum Message<'a> {
     Bye,
     Fetching {
         seg: u32,
+    },
+    LiveMeta(LiveMeta),
+    LivePush(LiveMeta),
+    LiveWant {
+        seq: u32,
     },
 }
 
@@ -243,6 +259,27 @@ pub fn decode(buf: &[u8]) -> Result<Message<'_>, WireError> {
             r.end()?;
             Message::Fetching { seg }
         }
+        10 | 11 => {
+            let meta = LiveMeta::decode(body).ok_or(WireError::Length {
+                what: "live segment description",
+                expected: META_WIRE_LEN,
+                got: body.len(),
+            })?;
+            if kind == 10 {
+                Message::LiveMeta(meta)
+            } else {
+                Message::LivePush(meta)
+            }
+        }
+        12 => {
+            let mut r = Reader {
+                buf: body,
+                what: "live want",
+            };
+            let seq = r.u32()?;
+            r.end()?;
+            Message::LiveWant { seq }
+        }
         k => return Err(WireError::UnknownKind(k)),
     })
 }
@@ -297,6 +334,18 @@ pub fn encode(msg: &Message<'_>) -> Vec<u8> {
             out.push(9);
             out.extend_from_slice(&seg.to_be_bytes());
         }
+        Message::LiveMeta(m) | Message::LivePush(m) => {
+            out.push(if matches!(msg, Message::LiveMeta(_)) {
+                10
+            } else {
+                11
+            });
+            m.encode_into(&mut out);
+        }
+        Message::LiveWant { seq } => {
+            out.push(12);
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
     }
     out
 }
@@ -331,6 +380,15 @@ mod tests {
         bf.set(3);
         bf.set(12);
         let data = vec![7u8; 1000];
+        let meta = LiveMeta {
+            seq: 7,
+            start_ms: 7000,
+            duration_ms: 1000,
+            capture_ms: 1_800_000_000_000,
+            size: 50_000,
+            sha256: [3; 32],
+            sig: [4; 64],
+        };
         let msgs = [
             Message::Hello {
                 content_id: "abc-1",
@@ -348,6 +406,9 @@ mod tests {
             Message::Reject { seg: 5, piece: 6 },
             Message::Bye,
             Message::Fetching { seg: 11 },
+            Message::LiveMeta(meta),
+            Message::LivePush(LiveMeta { seq: 8, ..meta }),
+            Message::LiveWant { seq: 99 },
         ];
         for m in &msgs {
             assert_eq!(&decode(&encode(m)).unwrap(), m);
@@ -409,7 +470,23 @@ mod tests {
                 got: 1
             })
         );
-        assert_eq!(decode(&[1, 10]), Err(WireError::UnknownKind(10)));
+        assert_eq!(decode(&[1, 13]), Err(WireError::UnknownKind(13)));
+        assert_eq!(
+            decode(&[1, 10, 0, 0]),
+            Err(WireError::Length {
+                what: "live segment description",
+                expected: META_WIRE_LEN,
+                got: 2
+            })
+        );
+        assert_eq!(
+            decode(&[1, 12, 0, 0, 0, 1, 0]),
+            Err(WireError::Length {
+                what: "live want",
+                expected: 0,
+                got: 1
+            })
+        );
         assert_eq!(
             decode(&[1, 1, 200]),
             Err(WireError::Invalid {

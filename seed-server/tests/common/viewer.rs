@@ -252,7 +252,11 @@ pub async fn play_all(
                 Output::DropPeer { reason, .. } | Output::ClosePeer { reason, .. } => {
                     panic!("the viewer engine closed the seed: {reason}")
                 }
-                Output::RemoveMedia { .. } | Output::Load { .. } => {}
+                Output::RemoveMedia { .. }
+                | Output::Load { .. }
+                | Output::CheckSignature { .. }
+                | Output::SeekTo { .. }
+                | Output::PlaybackRate { .. } => {}
             }
         }
         if played.ended {

@@ -89,5 +89,8 @@ pub(super) fn check<'a>(m: &Manifest, data: &'a [u8]) -> Result<PeerMsg<'a>, Str
         }
         Message::Bye => PeerMsg::Bye,
         Message::Fetching { seg: s } => PeerMsg::Fetching(seg("fetching", s)?),
+        Message::LiveMeta(_) | Message::LivePush(_) | Message::LiveWant { .. } => {
+            return Err("sent a live-channel message on a video-on-demand swarm".into())
+        }
     })
 }

@@ -87,6 +87,17 @@ pub enum Input<'a> {
     Joined {
         viewers: usize,
     },
+    /// Live: the answer to [`Output::CheckSignature`] `id`.
+    SignatureChecked {
+        id: u64,
+        ok: bool,
+    },
+    /// Live: the wall clock (Unix ms), corrected by the offset learned from
+    /// the signal server; sent with every playhead report. Live latency is
+    /// measured against it.
+    Clock {
+        unix_ms: u64,
+    },
     Timeout,
 }
 
@@ -133,6 +144,23 @@ pub enum Output {
         peer: PeerKey,
         reason: String,
     },
+    /// Live: check that `signature` is the channel key's Ed25519 signature
+    /// of `message`; answer with [`Input::SignatureChecked`].
+    CheckSignature {
+        id: u64,
+        message: Vec<u8>,
+        signature: [u8; 64],
+    },
+    /// Live: move the playhead to this media time (joining near the live
+    /// edge, or jumping over a gap).
+    SeekTo {
+        position_ms: u64,
+    },
+    /// Live: set the playback rate, in thousandths (1000 is normal speed;
+    /// above it to catch up with the live edge).
+    PlaybackRate {
+        permille: u32,
+    },
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -157,6 +185,9 @@ pub struct Stats {
     pub stalls: u32,
     /// Time spent stalled, including a stall still going on.
     pub stalled_ms: u64,
+    /// Live: wall clock minus the capture time of the frame at the
+    /// playhead, when known.
+    pub latency_ms: Option<u64>,
 }
 
 impl Stats {

@@ -11,7 +11,7 @@ use super::MediaEvent;
 use crate::Millis;
 
 #[derive(Debug, Default)]
-pub(super) struct Meter {
+pub(crate) struct Meter {
     pub startup_ms: Option<u64>,
     pub stalls: u32,
     stalled_ms: u64,

@@ -25,8 +25,8 @@ mod config;
 mod download;
 mod edge;
 mod io;
-mod maps;
-mod meter;
+pub(crate) mod maps;
+pub(crate) mod meter;
 mod pieces;
 mod playback;
 mod remote;
@@ -269,7 +269,8 @@ impl Engine {
                     .on_media(ev, self.now, origin.unwrap_or(self.now))
             }
             Input::Joined { viewers } => self.joined = Some((self.now, viewers)),
-            Input::Timeout => {}
+            // Live-channel inputs: nothing to do on demand.
+            Input::SignatureChecked { .. } | Input::Clock { .. } | Input::Timeout => {}
         }
         self.close_idle_peers();
         if !self.seeding {
