@@ -575,6 +575,7 @@ impl Driver {
                 // Live-channel outputs: an on-demand engine has none.
                 Output::CheckSignature { .. }
                 | Output::SeekTo { .. }
+                | Output::RefreshLiveManifest
                 | Output::PlaybackRate { .. } => {}
             }
         }

@@ -17,8 +17,8 @@
 use js_sys::{Array, Reflect, JSON};
 use swarm_proto::manifest::{ManifestError, ManifestParts, SegmentEntry};
 use swarm_proto::signal::{
-    ErrorCode, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg, SignalError,
-    MAX_SIGNAL_FRAME,
+    ErrorCode, LiveChannelInfo, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg,
+    SignalError, MAX_SIGNAL_FRAME,
 };
 use swarm_proto::Manifest;
 use wasm_bindgen::JsValue;
@@ -202,6 +202,15 @@ fn seed_info(o: &Obj) -> Result<SeedInfo, String> {
         http_base: o.str("http_base")?,
         contents: o.strs("contents")?,
         capacity: o.u32("capacity")?,
+        live: match o.opt("live") {
+            Some(_) => o.objs("live", |l| {
+                Ok(LiveChannelInfo {
+                    channel: l.str("channel")?,
+                    public_key: l.str("public_key")?,
+                })
+            })?,
+            None => Vec::new(),
+        },
     })
 }
 

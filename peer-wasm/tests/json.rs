@@ -23,6 +23,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
         http_base: "http://127.0.0.1:8081".into(),
         contents: vec!["a".into(), "b".into()],
         capacity: 50,
+        live: Vec::new(),
     };
     let relay = |signal| ServerMsg::Relay {
         swarm: "s".into(),

@@ -181,7 +181,11 @@ async fn vod_file(
 }
 
 /// Counts response body bytes as they are actually sent.
-async fn count_bytes(State(stats): State<Arc<SeedStats>>, req: Request, next: Next) -> Response {
+pub(crate) async fn count_bytes(
+    State(stats): State<Arc<SeedStats>>,
+    req: Request,
+    next: Next,
+) -> Response {
     stats.http_requests.fetch_add(1, Relaxed);
     let resp = next.run(req).await;
     resp.map(|inner| Body::new(CountingBody { inner, stats }))

@@ -3,6 +3,7 @@
 //! channels to viewers, and registers with the signal server.
 
 pub mod http;
+pub mod live;
 pub mod package;
 pub mod rtc;
 pub mod serve;

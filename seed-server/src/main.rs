@@ -6,18 +6,22 @@
 
 use clap::Parser;
 use shoal_seed::http::{router, HttpState};
+use shoal_seed::live::channel::{self as live_channel, LiveChannels, LiveSettings};
+use shoal_seed::live::ingest::{ChannelConfig, SourceSpec};
 use shoal_seed::package::{package_all, LibraryError};
 use shoal_seed::rtc::{RtcConfig, RtcHost};
 use shoal_seed::serve::{HubConfig, SwarmHub};
 use shoal_seed::signaling::{self, SignalingConfig};
 use shoal_seed::stats::SeedStats;
+use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use swarm_proto::signal::SeedInfo;
+use swarm_proto::live::LiveConfig;
+use swarm_proto::signal::{LiveChannelInfo, SeedInfo};
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
@@ -81,9 +85,36 @@ struct Args {
     /// the contents, at least 8 MiB each).
     #[arg(long, value_name = "MIB", default_value_t = (shoal_seed::serve::DEFAULT_CACHE_BYTES >> 20) as u64)]
     cache_mb: u64,
+    /// A live channel, NAME=SOURCE (repeatable). SOURCE is `testsrc` (an
+    /// ffmpeg test picture and tone), `testsrc:clock` (with the wall clock
+    /// burned in), `file:PATH` (a file looped in real time), `rtmp://IP:PORT/APP/KEY`
+    /// or `srt://IP:PORT` (listen for an encoder's push, as OBS does), or an
+    /// `http(s)://...m3u8` HLS playlist to pull.
+    #[arg(long, value_name = "NAME=SOURCE")]
+    live: Vec<String>,
+    /// Live segment duration (also the keyframe interval).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    live_segment_ms: u32,
+    /// Viewers each new live segment is pushed to; the swarm spreads it from them.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    live_push_copies: usize,
     /// Address the WebRTC UDP sockets bind (a concrete IPv4 address).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     rtc_ip: IpAddr,
+}
+
+/// Splits `NAME=SOURCE`.
+fn parse_live_arg(spec: &str) -> Result<(String, SourceSpec), String> {
+    let (name, source) = spec
+        .split_once('=')
+        .ok_or("expected NAME=SOURCE, e.g. demo=testsrc")?;
+    if !swarm_proto::manifest::valid_content_id(name) {
+        return Err(format!(
+            "channel name {name:?} must be 1-64 characters of [A-Za-z0-9_-]"
+        ));
+    }
+    let source = SourceSpec::parse(source).map_err(|e| e.to_string())?;
+    Ok((name.to_owned(), source))
 }
 
 fn random_seed_id() -> String {
@@ -192,11 +223,71 @@ async fn main() -> ExitCode {
     };
 
     let stats = Arc::new(SeedStats::default());
+    let mut hub = args.signal.as_ref().map(|_| {
+        let hub_cfg = HubConfig {
+            max_conns_per_peer: args.max_conns_per_peer.max(1),
+            handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms.max(1)),
+            evict_idle_after: std::time::Duration::from_millis(args.evict_idle_ms),
+            cache_bytes: usize::try_from(args.cache_mb.saturating_mul(1 << 20))
+                .unwrap_or(usize::MAX),
+            ..HubConfig::new(args.capacity)
+        };
+        SwarmHub::new(&library, stats.clone(), hub_cfg)
+    });
+
+    let mut live = HashMap::new();
+    let mut live_info = Vec::new();
+    for spec in &args.live {
+        let (name, source) = match parse_live_arg(spec) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: --live {spec:?}: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        if live.contains_key(&name) || library.get(&name).is_some() {
+            eprintln!("error: --live {spec:?}: the name {name:?} is already taken");
+            return ExitCode::from(2);
+        }
+        let cfg = ChannelConfig {
+            segment_ms: args.live_segment_ms,
+            ..ChannelConfig::new(name.clone(), source)
+        };
+        let live_cfg = LiveConfig {
+            push_copies: args.live_push_copies,
+            ..LiveConfig::default()
+        };
+        let swarm = hub.as_mut().map(|h| h.add_live(&name, live_cfg));
+        let mut secret = [0u8; 32];
+        if let Err(e) = getrandom::getrandom(&mut secret) {
+            eprintln!("error: no random source for the live channel key: {e}");
+            return ExitCode::from(1);
+        }
+        match live_channel::start(cfg, secret, LiveSettings::default(), swarm) {
+            Ok((ch, _task)) => {
+                info!(channel = %name, source = %spec, "live channel started");
+                live_info.push(LiveChannelInfo {
+                    channel: name.clone(),
+                    public_key: hex::encode(ch.public_key()),
+                });
+                live.insert(name, ch);
+            }
+            Err(e) => {
+                eprintln!("error: --live {spec:?}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+
     let app = router(HttpState {
         library: library.clone(),
         stats: stats.clone(),
         capacity: args.capacity,
-    });
+    })
+    .merge(live_channel::router(
+        LiveChannels(Arc::new(live)),
+        stats.clone(),
+    ));
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -208,18 +299,10 @@ async fn main() -> ExitCode {
         let _ = writeln!(out, "SHOAL_SEED_LISTENING http://{local}");
         let _ = out.flush();
     }
-    info!(%local, %public_url, contents = library.published.len(), failed = library.failed.len(), "HTTP origin listening");
+    info!(%local, %public_url, contents = library.published.len(), failed = library.failed.len(), live = live_info.len(), "HTTP origin listening");
 
-    if let Some(url) = args.signal.clone() {
-        let hub_cfg = HubConfig {
-            max_conns_per_peer: args.max_conns_per_peer.max(1),
-            handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms.max(1)),
-            evict_idle_after: std::time::Duration::from_millis(args.evict_idle_ms),
-            cache_bytes: usize::try_from(args.cache_mb.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-            ..HubConfig::new(args.capacity)
-        };
-        let hub = Arc::new(SwarmHub::new(&library, stats.clone(), hub_cfg));
+    if let (Some(url), Some(hub)) = (args.signal.clone(), hub) {
+        let hub = Arc::new(hub);
         hub.spawn_timers();
         let seed_id = args.seed_id.clone().unwrap_or_else(random_seed_id);
         let token = match (&args.signal_token, &args.seed_key) {
@@ -235,6 +318,7 @@ async fn main() -> ExitCode {
             http_base: public_url.clone(),
             contents: hub.contents(),
             capacity: args.capacity,
+            live: live_info,
         };
         let host = RtcHost::new(RtcConfig {
             bind_ip: args.rtc_ip,

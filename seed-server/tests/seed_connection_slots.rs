@@ -90,6 +90,7 @@ async fn a_third_offer_from_the_same_peer_id_is_refused_until_one_of_its_connect
         http_base: "http://127.0.0.1:1".into(),
         contents: s.hub.contents(),
         capacity: 10,
+        live: Vec::new(),
     };
     tokio::spawn(signaling::run(
         SignalingConfig {

@@ -40,6 +40,7 @@ async fn viewer_gets_every_segment_from_the_seed_over_webrtc_via_signaling() {
         http_base: origin.clone(),
         contents: hub.contents(),
         capacity: 1,
+        live: Vec::new(),
     };
     let host = RtcHost::new(RtcConfig::default());
     tokio::spawn(signaling::run(

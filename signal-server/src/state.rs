@@ -833,6 +833,10 @@ impl State {
                 http_base: s.http_base.clone(),
                 contents: vec![swarm.to_owned()],
                 capacity: s.capacity,
+                live: (s.live.iter())
+                    .filter(|l| l.channel == swarm)
+                    .cloned()
+                    .collect(),
             })
             .collect();
         seeds.sort_by(|a, b| a.seed_id.cmp(&b.seed_id));

@@ -280,6 +280,7 @@ async fn twenty_maximal_seeds_then_a_thousand_joins_that_never_read() {
             http_base: format!("http://{}", "h".repeat(MAX_HTTP_BASE_LEN - 7)),
             contents,
             capacity: u32::MAX,
+            live: Vec::new(),
         };
         seeds.push(Client::seed(addr, info).await);
     }

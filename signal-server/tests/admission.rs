@@ -43,6 +43,7 @@ fn seed_info(id: &str, contents: &[&str]) -> SeedInfo {
         http_base: "http://127.0.0.1:9".into(),
         contents: contents.iter().map(|c| c.to_string()).collect(),
         capacity: 10,
+        live: Vec::new(),
     }
 }
 
@@ -249,6 +250,7 @@ async fn joined_stays_within_the_viewers_frame_limit() {
             http_base: format!("http://{}", "h".repeat(MAX_HTTP_BASE_LEN - 7)),
             contents,
             capacity: u32::MAX,
+            live: Vec::new(),
         };
         let hello = ClientMsg::Hello {
             role: Role::Seed,

@@ -220,6 +220,7 @@ async fn admin_api_lists_viewers_seeds_channels_events_settings_and_metrics() {
         http_base: "http://127.0.0.1:9".into(),
         contents: vec!["live".into()],
         capacity: 4,
+        live: Vec::new(),
     };
     let _seed = Client::seed(addr, info).await;
     let mut alice = viewer(addr, Some("alice")).await;

@@ -43,6 +43,17 @@ pub struct SeedInfo {
     pub contents: Vec<String>,
     /// How many viewers it serves at once over WebRTC.
     pub capacity: u32,
+    /// Live channels among `contents`, each with the hex Ed25519 public key
+    /// its segments are signed with: viewers verify against this key,
+    /// which reaches them through the server that admitted the seed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub live: Vec<LiveChannelInfo>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveChannelInfo {
+    pub channel: String,
+    pub public_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,6 +332,22 @@ impl SeedInfo {
         for c in &self.contents {
             check_name("seed.contents", c)?;
         }
+        if self.live.len() > MAX_SEED_CONTENTS {
+            return Err(SignalError::BadField {
+                field: "seed.live (count)",
+                max: MAX_SEED_CONTENTS,
+            });
+        }
+        for l in &self.live {
+            check_name("seed.live.channel", &l.channel)?;
+            let k = &l.public_key;
+            if k.len() != 64 || !k.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(SignalError::BadField {
+                    field: "seed.live.public_key (64 hex digits)",
+                    max: 64,
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -453,6 +480,7 @@ mod tests {
             http_base: "http://127.0.0.1:8081".into(),
             contents: vec!["a".into()],
             capacity: 5,
+            live: Vec::new(),
         };
         assert!(ok.check().is_ok());
         for bad in [

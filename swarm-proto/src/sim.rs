@@ -438,6 +438,7 @@ pub fn run(manifest: Arc<Manifest>, data: &[Vec<u8>], cfg: &SimConfig) -> SimRes
                     // Live-channel outputs: a video-on-demand engine has none.
                     Output::CheckSignature { .. }
                     | Output::SeekTo { .. }
+                    | Output::RefreshLiveManifest
                     | Output::PlaybackRate { .. } => {}
                     Output::Append { seg, .. } => {
                         let n = &mut nodes[i];

@@ -7,5 +7,6 @@
 //! failed source with back-off; [`mp4`] is the sans-IO reader of that
 //! fragmented MP4 (box splitting, init and fragment timing).
 
+pub mod channel;
 pub mod ingest;
 pub mod mp4;

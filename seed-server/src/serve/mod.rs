@@ -47,6 +47,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use swarm::Clock;
 use swarm_proto::engine::{Config, Engine};
+use swarm_proto::live::{LiveConfig, LiveEngine};
+use swarm_proto::manifest::DEFAULT_PIECE_BYTES;
 use swarm_proto::Millis;
 use tokio::sync::{mpsc, Semaphore};
 use tracing::info;
@@ -174,6 +176,23 @@ impl SwarmHub {
             clock,
             next_key: AtomicU64::new(1),
         }
+    }
+
+    /// Adds a live channel's swarm (before the hub is shared); its segments
+    /// come from [`Swarm::publish`].
+    pub fn add_live(&mut self, channel: &str, mut cfg: LiveConfig) -> Arc<Swarm> {
+        cfg.max_peers = cfg.max_peers.max(self.cfg.capacity as usize);
+        let engine = LiveEngine::new_seed(channel, DEFAULT_PIECE_BYTES, cfg);
+        let loads = Arc::new(Semaphore::new(1));
+        let swarm = Arc::new(Swarm::new_live(
+            engine,
+            self.clock,
+            self.stats.clone(),
+            loads,
+        ));
+        info!(%channel, "serving live channel over WebRTC");
+        self.swarms.insert(channel.to_owned(), swarm.clone());
+        swarm
     }
 
     /// Milliseconds since the hub started (the engines' clock).

@@ -19,6 +19,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use swarm_proto::engine::{Engine, Input, Output, PeerKey, Tables};
+use swarm_proto::live::{LiveEngine, LiveMeta};
 use swarm_proto::{Manifest, Millis, SegmentId};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
@@ -34,16 +35,68 @@ impl Clock {
     }
 }
 
-/// One content's engine and the viewers connected to it.
-pub struct Swarm {
-    pub content_id: String,
+/// A swarm's seed engine: a video on demand (segments read from disk) or a
+/// live channel (segments published by the ingest).
+pub enum SeedEngine {
+    Vod(Engine),
+    Live(LiveEngine),
+}
+
+impl SeedEngine {
+    fn handle_input(&mut self, now: Millis, input: Input<'_>) {
+        match self {
+            SeedEngine::Vod(e) => e.handle_input(now, input),
+            SeedEngine::Live(e) => e.handle_input(now, input),
+        }
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            SeedEngine::Vod(e) => e.poll_output(),
+            SeedEngine::Live(e) => e.poll_output(),
+        }
+    }
+    fn poll_timeout(&self) -> Option<Millis> {
+        match self {
+            SeedEngine::Vod(e) => e.poll_timeout(),
+            SeedEngine::Live(e) => e.poll_timeout(),
+        }
+    }
+    fn stats(&self) -> swarm_proto::Stats {
+        match self {
+            SeedEngine::Vod(e) => e.stats(),
+            SeedEngine::Live(e) => e.stats(),
+        }
+    }
+    fn tables(&self) -> Tables {
+        match self {
+            SeedEngine::Vod(e) => e.tables(),
+            SeedEngine::Live(e) => e.tables(),
+        }
+    }
+    fn is_banned(&self, remote_id: &str) -> bool {
+        match self {
+            SeedEngine::Vod(e) => e.is_banned(remote_id),
+            SeedEngine::Live(e) => e.is_banned(remote_id),
+        }
+    }
+}
+
+/// Where a video-on-demand swarm reads its segments.
+struct Files {
     /// Folder of the packaged files.
     dir: PathBuf,
     manifest: Arc<Manifest>,
+}
+
+/// One content's engine and the viewers connected to it.
+pub struct Swarm {
+    pub content_id: String,
+    /// `None` for a live channel.
+    files: Option<Files>,
     clock: Clock,
     stats: Arc<SeedStats>,
     loads: Arc<Semaphore>,
-    engine: Mutex<Engine>,
+    engine: Mutex<SeedEngine>,
     peers: Mutex<HashMap<PeerKey, PeerLink>>,
 }
 
@@ -52,13 +105,17 @@ pub struct Swarm {
 struct Driver<'a> {
     swarm: &'a Arc<Swarm>,
     now: Millis,
-    engine: MutexGuard<'a, Engine>,
+    engine: MutexGuard<'a, SeedEngine>,
     peers: MutexGuard<'a, HashMap<PeerKey, PeerLink>>,
 }
 
 impl Driver<'_> {
     fn feed(&mut self, input: Input<'_>) {
         self.engine.handle_input(self.now, input);
+        self.dispatch_all();
+    }
+
+    fn dispatch_all(&mut self) {
         while let Some(out) = self.engine.poll_output() {
             self.dispatch(out);
         }
@@ -100,14 +157,41 @@ impl Swarm {
     ) -> Swarm {
         Swarm {
             content_id: manifest.content_id().to_owned(),
-            dir,
-            manifest,
+            files: Some(Files { dir, manifest }),
             clock,
             stats,
             loads,
-            engine: Mutex::new(engine),
+            engine: Mutex::new(SeedEngine::Vod(engine)),
             peers: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A live channel's swarm: segments come from [`Swarm::publish`].
+    pub(super) fn new_live(
+        engine: LiveEngine,
+        clock: Clock,
+        stats: Arc<SeedStats>,
+        loads: Arc<Semaphore>,
+    ) -> Swarm {
+        Swarm {
+            content_id: engine.manifest().channel.clone(),
+            files: None,
+            clock,
+            stats,
+            loads,
+            engine: Mutex::new(SeedEngine::Live(engine)),
+            peers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Live: a new signed segment, pushed and announced to the viewers.
+    pub fn publish(self: &Arc<Self>, meta: LiveMeta, data: Arc<[u8]>) {
+        let mut d = self.driver();
+        let now = d.now;
+        if let SeedEngine::Live(e) = &mut *d.engine {
+            e.publish(now, meta, data);
+        }
+        d.dispatch_all();
     }
 
     fn driver(self: &Arc<Self>) -> Driver<'_> {
@@ -162,9 +246,12 @@ impl Swarm {
     /// which verifies it.
     fn spawn_load(self: &Arc<Self>, seg: SegmentId) {
         let swarm = self.clone();
+        let Some(files) = &self.files else {
+            return error!(content = %self.content_id, %seg, "a live swarm asked for a disk read");
+        };
+        let entry = files.manifest.entry(seg).clone();
+        let path = files.dir.join(&entry.uri);
         tokio::spawn(async move {
-            let entry = swarm.manifest.entry(seg).clone();
-            let path = swarm.dir.join(&entry.uri);
             let read = {
                 let _permit = swarm.loads.acquire().await;
                 read_exactly(&path, entry.size).await
@@ -198,11 +285,6 @@ impl Swarm {
     /// Sizes of the engine's tables (its disk cache among them).
     pub fn engine_tables(&self) -> Tables {
         lock(&self.engine).tables()
-    }
-
-    /// The engine's configuration.
-    pub fn engine_config(&self) -> swarm_proto::Config {
-        lock(&self.engine).config().clone()
     }
 
     /// Whether the engine banned this signaling peer id.

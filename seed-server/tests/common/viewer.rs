@@ -256,6 +256,7 @@ pub async fn play_all(
                 | Output::Load { .. }
                 | Output::CheckSignature { .. }
                 | Output::SeekTo { .. }
+                | Output::RefreshLiveManifest
                 | Output::PlaybackRate { .. } => {}
             }
         }

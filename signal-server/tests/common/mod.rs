@@ -260,5 +260,6 @@ pub fn seed_info(id: &str, contents: &[&str]) -> SeedInfo {
         http_base: "http://127.0.0.1:9".into(),
         contents: contents.iter().map(|c| c.to_string()).collect(),
         capacity: 8,
+        live: Vec::new(),
     }
 }

@@ -92,6 +92,12 @@ pub enum Input<'a> {
         id: u64,
         ok: bool,
     },
+    /// Live: the `recent` descriptions of a fresh `live.json`, the answer to
+    /// [`Output::RefreshLiveManifest`] (nothing, or an empty list, when the
+    /// fetch failed).
+    LiveRecent {
+        metas: &'a [crate::live::LiveMeta],
+    },
     /// Live: the wall clock (Unix ms), corrected by the offset learned from
     /// the signal server; sent with every playhead report. Live latency is
     /// measured against it.
@@ -151,6 +157,10 @@ pub enum Output {
         message: Vec<u8>,
         signature: [u8; 64],
     },
+    /// Live: no peer announced a new segment for longer than a segment
+    /// lasts; fetch `live.json` again and pass its descriptions with
+    /// [`Input::LiveRecent`].
+    RefreshLiveManifest,
     /// Live: move the playhead to this media time (joining near the live
     /// edge, or jumping over a gap).
     SeekTo {

@@ -270,7 +270,10 @@ impl Engine {
             }
             Input::Joined { viewers } => self.joined = Some((self.now, viewers)),
             // Live-channel inputs: nothing to do on demand.
-            Input::SignatureChecked { .. } | Input::Clock { .. } | Input::Timeout => {}
+            Input::SignatureChecked { .. }
+            | Input::Clock { .. }
+            | Input::LiveRecent { .. }
+            | Input::Timeout => {}
         }
         self.close_idle_peers();
         if !self.seeding {

@@ -169,6 +169,11 @@ enum CheckOf {
 const MAX_ANNOUNCERS: usize = 8;
 /// Sequences scanned ahead of the next append each round.
 const MAX_SCAN: u32 = 16;
+/// `live.json` is fetched again when no new description came for a
+/// segment's duration plus this.
+const REFRESH_SLACK_MS: u64 = 500;
+/// ... and at most this often.
+const REFRESH_EVERY_MS: u64 = 500;
 
 pub struct LiveEngine {
     manifest: Arc<LiveManifest>,
@@ -201,6 +206,12 @@ pub struct LiveEngine {
     position_ms: u64,
     rate: u32,
     push_cursor: usize,
+    /// Viewers the signal server listed when we joined.
+    joined_viewers: Option<usize>,
+    /// When the newest believed description last advanced.
+    newest_at: Millis,
+    refreshing: bool,
+    refreshed_at: Option<Millis>,
     out: VecDeque<Output>,
     meter: Meter,
     stats: Stats,
@@ -223,9 +234,28 @@ impl LiveEngine {
         e
     }
 
-    /// The channel's seed: segments come from [`LiveEngine::publish`].
-    pub fn new_seed(manifest: Arc<LiveManifest>, cfg: LiveConfig) -> LiveEngine {
-        let mut e = LiveEngine::blank(manifest, cfg);
+    /// The channel's seed: segments come from [`LiveEngine::publish`]; it
+    /// needs only the channel name and the piece size.
+    pub fn new_seed(channel: &str, piece_size: u32, cfg: LiveConfig) -> LiveEngine {
+        let manifest = LiveManifest {
+            version: super::LIVE_MANIFEST_VERSION,
+            channel: channel.to_owned(),
+            title: String::new(),
+            mime: String::new(),
+            piece_size,
+            segment_ms: 0,
+            playlist: String::new(),
+            init: crate::manifest::SegmentEntry {
+                uri: String::new(),
+                size: 0,
+                sha256: String::new(),
+                duration_ms: 0,
+            },
+            init_sig: [0; 64],
+            public_key: [0; 32],
+            recent: Vec::new(),
+        };
+        let mut e = LiveEngine::blank(Arc::new(manifest), cfg);
         e.seeding = true;
         e
     }
@@ -261,6 +291,10 @@ impl LiveEngine {
             position_ms: 0,
             rate: 1000,
             push_cursor: 0,
+            joined_viewers: None,
+            newest_at: 0,
+            refreshing: false,
+            refreshed_at: None,
             out: VecDeque::new(),
             meter: Meter::default(),
             stats: Stats::default(),
@@ -418,6 +452,12 @@ impl LiveEngine {
             }
             Input::SignatureChecked { id, ok } => self.on_checked(id, ok),
             Input::Clock { unix_ms } => self.wall = Some((self.now, unix_ms)),
+            Input::LiveRecent { metas } => {
+                self.refreshing = false;
+                for m in metas.iter().take(super::MAX_RECENT) {
+                    self.on_meta(None, *m, false);
+                }
+            }
             Input::Playhead { position_ms } => self.position_ms = position_ms,
             Input::Seek { position_ms } => {
                 // The viewer moved the playhead: back to the live edge.
@@ -432,7 +472,8 @@ impl LiveEngine {
                     self.starved_since = None;
                 }
             }
-            Input::Loaded { .. } | Input::LoadFailed { .. } | Input::Joined { .. } => {}
+            Input::Joined { viewers } => self.joined_viewers = Some(viewers),
+            Input::Loaded { .. } | Input::LoadFailed { .. } => {}
             Input::Timeout => {}
         }
         self.close_idle_peers();
@@ -705,6 +746,9 @@ impl LiveEngine {
                 }
             }
             CheckOf::Meta { meta, announcers } if ok => {
+                if self.newest().is_none_or(|n| meta.seq > n.seq) {
+                    self.newest_at = self.now;
+                }
                 self.metas.insert(meta.seq, meta);
                 for p in announcers {
                     if let Some(r) = self.peers.get_mut(&p) {
@@ -959,11 +1003,31 @@ impl LiveEngine {
         self.choose_start();
     }
 
+    /// Asks for `live.json` again when no new description came for longer
+    /// than a segment lasts (no peer told us: alone, or the swarm is slow).
+    fn refresh_if_quiet(&mut self) {
+        let quiet = self.manifest.segment_ms as u64 + REFRESH_SLACK_MS;
+        let since = self.newest_at.max(self.started_at.unwrap_or(0));
+        let again = self
+            .refreshed_at
+            .is_none_or(|t| self.now >= t + REFRESH_EVERY_MS);
+        if !self.refreshing && again && self.now >= since + quiet {
+            self.refreshing = true;
+            self.refreshed_at = Some(self.now);
+            self.out.push_back(Output::RefreshLiveManifest);
+        }
+    }
+
     fn schedule(&mut self) {
+        self.refresh_if_quiet();
         if self.init_data.is_none() {
             self.http_fetch(Resource::Init);
         }
-        if self.next_append.is_none() {
+        // Until the first append the start follows the clock and the newest
+        // descriptions (once the manifest's own have been checked).
+        let origin_checks = (self.checks.values())
+            .any(|c| matches!(c, CheckOf::Meta { announcers, .. } if announcers.is_empty()));
+        if !self.seeked && !origin_checks {
             self.choose_start();
         }
         let (Some(first), Some(newest)) = (self.next_append, self.newest().map(|m| m.seq)) else {
@@ -988,11 +1052,14 @@ impl LiveEngine {
                 self.want(k, meta);
                 continue;
             }
-            let startup_over = !started && waited;
-            let urgent = if started {
-                due < self.cfg.urgent_ms
-            } else {
+            // The first segment at startup waits (bounded) for a viewer to
+            // hold it; the others go by how soon they are due.
+            let startup_seg = !started && seq == first;
+            let startup_over = waited || self.joined_viewers == Some(0);
+            let urgent = if startup_seg {
                 startup_over
+            } else {
+                due < self.cfg.urgent_ms
             };
             if urgent {
                 if let Some(k) = self.holder(seq, true) {
@@ -1000,10 +1067,10 @@ impl LiveEngine {
                     continue;
                 }
             }
-            let critical = if started {
-                due < self.cfg.critical_ms
-            } else {
+            let critical = if startup_seg {
                 startup_over
+            } else {
+                due < self.cfg.critical_ms
             };
             if critical {
                 self.http_fetch(res);

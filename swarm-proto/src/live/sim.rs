@@ -121,6 +121,11 @@ enum Ev {
         to: usize,
         res: Resource,
     },
+    /// `live.json` as it was when `produced` segments existed.
+    Recent {
+        to: usize,
+        produced: usize,
+    },
     Checked {
         to: usize,
         id: u64,
@@ -186,7 +191,8 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
         result: LiveViewerResult::default(),
     };
     let mut nodes = vec![mk(LiveEngine::new_seed(
-        Arc::new(base.clone()),
+        channel,
+        base.piece_size,
         cfg.engine.clone(),
     ))];
     let mut q: BinaryHeap<Reverse<(Millis, u64, Ev)>> = BinaryHeap::new();
@@ -309,6 +315,13 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
                     .handle_input(now, Input::SignatureChecked { id, ok });
                 touched.push(to);
             }
+            Ev::Recent { to, produced } => {
+                let recent = &metas[produced.saturating_sub(4)..produced];
+                nodes[to]
+                    .engine
+                    .handle_input(now, Input::LiveRecent { metas: recent });
+                touched.push(to);
+            }
             Ev::Tick(v) => {
                 let n = &mut nodes[v];
                 let dt = cfg.step_ms;
@@ -400,6 +413,14 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
                     }
                     Output::PlaybackRate { permille } => nodes[i].rate = permille,
                     Output::DropPeer { peer, .. } => nodes[i].result.dropped.push(peer as usize),
+                    Output::RefreshLiveManifest => {
+                        let produced = metas.len();
+                        push(
+                            &mut q,
+                            now + cfg.http_latency_ms,
+                            Ev::Recent { to: i, produced },
+                        );
+                    }
                     Output::ClosePeer { .. }
                     | Output::AppendInit { .. }
                     | Output::RemoveMedia { .. }
