@@ -3,6 +3,7 @@
 #   wire_decode     wire::decode (and the encode round trip)
 #   signal_decode   signal::ClientMsg/ServerMsg::decode (and encode round trips)
 #   manifest_parse  Manifest::from_json and the queries on what it accepts
+#   live_manifest_parse  LiveManifest::from_json (live.json) and its descriptions
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET]   (npm run fuzz [-- SECONDS])
 #   SECONDS_PER_TARGET defaults to $FUZZ_SECONDS, else 240. Targets run one
@@ -21,7 +22,7 @@ cd "$ROOT"
 SECONDS_PER_TARGET="${1:-${FUZZ_SECONDS:-240}}"
 [[ "$SECONDS_PER_TARGET" =~ ^[1-9][0-9]*$ ]] \
   || die "fuzz: seconds per target must be a positive integer, got '$SECONDS_PER_TARGET'"
-read -r -a TARGETS <<<"${FUZZ_TARGETS:-wire_decode signal_decode manifest_parse}"
+read -r -a TARGETS <<<"${FUZZ_TARGETS:-wire_decode signal_decode manifest_parse live_manifest_parse}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   log "fuzz: cargo-fuzz is missing, running scripts/setup.sh"
@@ -40,6 +41,7 @@ dict_for() {
   case "$1" in
     signal_decode) echo "$FUZZ_DIR/dicts/signal.dict" ;;
     manifest_parse) echo "$FUZZ_DIR/dicts/manifest.dict" ;;
+    live_manifest_parse) echo "$FUZZ_DIR/dicts/manifest.dict" ;;
   esac
 }
 

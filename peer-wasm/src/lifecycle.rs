@@ -55,7 +55,7 @@ pub(crate) enum State {
     Running(Box<Driver>),
     /// Destroyed (or failed to start); the last figures are kept for
     /// `stats()`.
-    Destroyed(Option<Snapshot>),
+    Destroyed(Option<Box<Snapshot>>),
 }
 
 impl State {
@@ -151,7 +151,7 @@ fn finish_destroy(rc: &Rc<Shared>, state: &mut State) {
             );
             None
         }
-        State::Running(driver) => Some(driver.shutdown()),
+        State::Running(driver) => Some(Box::new(driver.shutdown())),
         State::Destroyed(last) => last,
     };
     *state = State::Destroyed(last);

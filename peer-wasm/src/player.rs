@@ -257,6 +257,6 @@ fn fail_start(shared: &Shared, e: &JsValue) {
         if let Some(m) = &s.media {
             m.release();
         }
-        *state = State::Destroyed(Some(Snapshot::failed(err_str(e.clone()))));
+        *state = State::Destroyed(Some(Box::new(Snapshot::failed(err_str(e.clone())))));
     }
 }

@@ -60,3 +60,197 @@ fn a_viewer_corrupting_segments_is_dropped_and_nobody_stalls() {
     let stalls: u32 = r.viewers.iter().skip(1).map(|v| v.stats.stalls).sum();
     assert_eq!(stalls, 0, "{s}");
 }
+
+mod strangers {
+    use sha2::{Digest, Sha256};
+    use std::sync::Arc;
+    use swarm_proto::engine::{Input, Output};
+    use swarm_proto::live::sign::{verify, LiveSigner};
+    use swarm_proto::live::{
+        LiveConfig, LiveEngine, LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION, LIVE_SEGMENT_COUNT,
+    };
+    use swarm_proto::manifest::{sha256_hex, SegmentEntry};
+    use swarm_proto::wire::{encode, Message};
+
+    const CH: &str = "news";
+
+    fn setup() -> (LiveSigner, LiveEngine, LiveMeta, Vec<u8>) {
+        let signer = LiveSigner::from_secret([1; 32]);
+        let init_sha = sha256_hex(&[0u8; 10]);
+        let data: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let mut meta = LiveMeta {
+            seq: 10,
+            start_ms: 10_000,
+            duration_ms: 1000,
+            capture_ms: 1_800_000_010_000,
+            size: data.len() as u32,
+            sha256: Sha256::digest(&data).into(),
+            sig: [0; 64],
+        };
+        signer.sign_meta(CH, &mut meta);
+        let m = LiveManifest {
+            version: LIVE_MANIFEST_VERSION,
+            channel: CH.into(),
+            title: CH.into(),
+            mime: "video/mp4".into(),
+            piece_size: 16 * 1024,
+            segment_ms: 1000,
+            playlist: "index.m3u8".into(),
+            init: SegmentEntry {
+                uri: "init.mp4".into(),
+                size: 10,
+                sha256: init_sha.clone(),
+                duration_ms: 0,
+            },
+            init_sig: signer.sign_init(CH, &init_sha),
+            public_key: signer.public_key(),
+            recent: vec![],
+        };
+        let e = LiveEngine::new(Arc::new(m), LiveConfig::default());
+        (signer, e, meta, data)
+    }
+
+    /// Drains outputs, answering signature checks; returns the rest.
+    fn drain(e: &mut LiveEngine, pk: &[u8; 32], now: u64) -> Vec<Output> {
+        let mut rest = Vec::new();
+        while let Some(o) = e.poll_output() {
+            match o {
+                Output::CheckSignature {
+                    id,
+                    message,
+                    signature,
+                } => {
+                    let ok = verify(pk, &message, &signature);
+                    e.handle_input(now, Input::SignatureChecked { id, ok });
+                }
+                o => rest.push(o),
+            }
+        }
+        rest
+    }
+
+    fn connect(e: &mut LiveEngine, peer: u64, id: &str) {
+        e.handle_input(
+            0,
+            Input::PeerConnected {
+                peer,
+                remote_id: id,
+                is_seed: false,
+            },
+        );
+        let hello = encode(&Message::Hello {
+            content_id: CH,
+            segments: LIVE_SEGMENT_COUNT,
+        });
+        e.handle_input(0, Input::PeerData { peer, data: &hello });
+    }
+
+    fn dropped(out: &[Output], peer: u64) -> bool {
+        out.iter()
+            .any(|o| matches!(o, Output::DropPeer { peer: p, .. } if *p == peer))
+    }
+
+    #[test]
+    fn a_forged_description_bans_its_sender_and_the_signed_one_is_wanted() {
+        let (signer, mut e, meta, _) = setup();
+        let pk = signer.public_key();
+        drain(&mut e, &pk, 0);
+        connect(&mut e, 1, "evil");
+        connect(&mut e, 2, "honest");
+        drain(&mut e, &pk, 0);
+        let forged = LiveMeta { size: 1, ..meta };
+        e.handle_input(
+            5,
+            Input::PeerData {
+                peer: 1,
+                data: &encode(&Message::LiveMeta(forged)),
+            },
+        );
+        let out = drain(&mut e, &pk, 5);
+        assert!(dropped(&out, 1), "forged description not punished: {out:?}");
+        assert!(e.is_banned("evil"));
+        e.handle_input(
+            6,
+            Input::PeerData {
+                peer: 2,
+                data: &encode(&Message::LiveMeta(meta)),
+            },
+        );
+        let out = drain(&mut e, &pk, 6);
+        assert!(!dropped(&out, 2), "{out:?}");
+        let want = encode(&Message::LiveWant { seq: meta.seq });
+        assert!(
+            out.iter()
+                .any(|o| matches!(o, Output::Send { peer: 2, data } if *data == want)),
+            "the honest holder is not asked: {out:?}"
+        );
+    }
+
+    #[test]
+    fn a_segment_that_does_not_match_its_signed_hash_bans_the_sender() {
+        let (signer, mut e, meta, data) = setup();
+        let pk = signer.public_key();
+        drain(&mut e, &pk, 0);
+        connect(&mut e, 2, "liar");
+        e.handle_input(
+            6,
+            Input::PeerData {
+                peer: 2,
+                data: &encode(&Message::LiveMeta(meta)),
+            },
+        );
+        drain(&mut e, &pk, 6);
+        let mut bad = data.clone();
+        bad[100] ^= 1;
+        for (i, chunk) in bad.chunks(16 * 1024).enumerate() {
+            let m = Message::Piece {
+                seg: meta.seq,
+                piece: i as u32,
+                data: chunk,
+            };
+            e.handle_input(
+                7,
+                Input::PeerData {
+                    peer: 2,
+                    data: &encode(&m),
+                },
+            );
+        }
+        let out = drain(&mut e, &pk, 7);
+        assert!(dropped(&out, 2), "{out:?}");
+        assert!(e.is_banned("liar"));
+        assert!(!e.has_segment(meta.seq));
+    }
+
+    #[test]
+    fn pieces_nobody_asked_for_are_discarded_then_their_sender_dropped() {
+        let (signer, mut e, meta, data) = setup();
+        let pk = signer.public_key();
+        drain(&mut e, &pk, 0);
+        connect(&mut e, 3, "flooder");
+        drain(&mut e, &pk, 0);
+        let cap = LiveConfig::default().max_unsolicited as usize;
+        let piece = Message::Piece {
+            seg: meta.seq,
+            piece: 0,
+            data: &data[..16 * 1024],
+        };
+        let bytes = encode(&piece);
+        let mut out = Vec::new();
+        for _ in 0..=cap {
+            e.handle_input(
+                8,
+                Input::PeerData {
+                    peer: 3,
+                    data: &bytes,
+                },
+            );
+            out.extend(drain(&mut e, &pk, 8));
+        }
+        assert!(
+            dropped(&out, 3),
+            "a flood of unsolicited pieces was tolerated"
+        );
+        assert!(!e.has_segment(meta.seq));
+    }
+}

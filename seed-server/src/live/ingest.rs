@@ -616,18 +616,7 @@ impl StderrTail {
 
     /// The last `n` lines joined by " | ", without ffmpeg's `[demuxer @ 0x55..]` noise.
     fn summary(&self, n: usize) -> String {
-        let start = self.lines.len().saturating_sub(n);
-        self.lines
-            .iter()
-            .skip(start)
-            .map(
-                |l| match (l.starts_with('['), l.find(" @ 0x"), l.find("] ")) {
-                    (true, Some(at), Some(end)) if at < end => l[end + 2..].trim(),
-                    _ => l.as_str(),
-                },
-            )
-            .collect::<Vec<_>>()
-            .join(" | ")
+        crate::package::ffmpeg::join_last(self.lines.iter().map(String::as_str), n)
     }
 }
 
@@ -1021,7 +1010,7 @@ mod tests {
         assert!(c
             .ffmpeg_args(0)
             .join(" ")
-            .contains("-listen 1 -i rtmp://h:1/a/b"));
+            .contains("-listen 1 -analyzeduration 1000000 -i rtmp://h:1/a/b"));
         assert_eq!(c.stall_timeout(), Duration::from_secs(5));
     }
 

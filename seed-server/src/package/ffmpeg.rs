@@ -65,9 +65,13 @@ pub struct ProbeInfo {
 /// Keeps the last lines of a tool's stderr as an error reason.
 fn last_lines(stderr: &[u8], n: usize) -> String {
     let text = String::from_utf8_lossy(stderr);
-    // ffmpeg prefixes lines with "[demuxer @ 0x55...] "; the address is noise.
-    let lines: Vec<&str> = text
-        .lines()
+    join_last(text.lines(), n)
+}
+
+/// The last `n` non-empty lines of ffmpeg's stderr joined by " | ", each
+/// without the "[demuxer @ 0x55...] " prefix (the address is noise).
+pub(crate) fn join_last<'a>(lines: impl Iterator<Item = &'a str>, n: usize) -> String {
+    let lines: Vec<&str> = lines
         .map(|l| {
             let l = l.trim();
             match (l.starts_with('['), l.find(" @ 0x"), l.find("] ")) {

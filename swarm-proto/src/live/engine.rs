@@ -92,6 +92,10 @@ pub struct LiveConfig {
     pub max_peers: usize,
     /// Bytes queued toward a peer above which its wants are refused.
     pub max_buffered_bytes: u64,
+    /// Bytes queued toward all peers together above which wants are
+    /// refused: the asker takes the segment from another holder, so a
+    /// slow uplink does not make everyone wait in its queue.
+    pub max_upload_backlog: u64,
     pub max_banned: usize,
     pub idle_timeout_ms: u64,
     /// Unsolicited pieces a peer may send before it is dropped.
@@ -123,6 +127,7 @@ impl Default for LiveConfig {
             max_incoming: 8,
             max_peers: 20,
             max_buffered_bytes: 4 << 20,
+            max_upload_backlog: 384 << 10,
             max_banned: 1024,
             idle_timeout_ms: 60_000,
             max_unsolicited: 256,
@@ -169,6 +174,9 @@ enum CheckOf {
 const MAX_ANNOUNCERS: usize = 8;
 /// Sequences scanned ahead of the next append each round.
 const MAX_SCAN: u32 = 16;
+/// The least margin kept between the latency target and a segment's
+/// duration (encoding, transfer, and jitter).
+pub const MIN_LATENCY_MARGIN_MS: u64 = 800;
 /// `live.json` is fetched again when no new description came for a
 /// segment's duration plus this.
 const REFRESH_SLACK_MS: u64 = 500;
@@ -795,12 +803,16 @@ impl LiveEngine {
     }
 
     fn on_want(&mut self, peer: PeerKey, seq: u32) {
-        let max = self.cfg.max_buffered_bytes;
         let data = self.store.get(&seq).cloned();
         let meta = self.metas.get(&seq).copied();
+        let backlog: u64 = self.peers.values().map(|r| r.buffered).sum();
         let r = self.peers.get(&peer).expect("caller checked");
         match (data, meta) {
-            (Some(data), Some(meta)) if r.buffered + data.len() as u64 <= max => {
+            (Some(data), Some(meta))
+                if r.buffered + data.len() as u64 <= self.cfg.max_buffered_bytes
+                    && (backlog == 0
+                        || backlog + data.len() as u64 <= self.cfg.max_upload_backlog) =>
+            {
                 self.send_pieces(peer, &meta, &data)
             }
             _ => self.send(peer, &Message::Reject { seg: seq, piece: 0 }),
@@ -967,6 +979,13 @@ impl LiveEngine {
             .map(|(at, unix)| unix + self.now.saturating_sub(at))
     }
 
+    /// The latency held: the configured target, but at least a segment's
+    /// duration plus [`MIN_LATENCY_MARGIN_MS`] (a segment exists only once
+    /// it has been captured whole).
+    fn target_latency(&self) -> u64 {
+        (self.cfg.target_latency_ms).max(self.manifest.segment_ms as u64 + MIN_LATENCY_MARGIN_MS)
+    }
+
     /// Where playback is, or will start.
     fn playhead(&self) -> u64 {
         if self.seeked {
@@ -983,7 +1002,7 @@ impl LiveEngine {
             return;
         };
         let wall = (self.wall_now()).unwrap_or(newest.capture_ms + newest.duration_ms as u64);
-        let target = wall.saturating_sub(self.cfg.target_latency_ms);
+        let target = wall.saturating_sub(self.target_latency());
         let chosen = (self.metas.values().rev())
             .find(|m| m.capture_ms <= target)
             .or(self.metas.first().map(|(_, m)| m))
@@ -1157,7 +1176,7 @@ impl LiveEngine {
             _ => None,
         };
         self.stats.latency_ms = latency.or(self.stats.latency_ms);
-        let target = self.cfg.target_latency_ms;
+        let target = self.target_latency();
         if let Some(lat) = latency {
             if lat > target + self.cfg.jump_above_ms {
                 return self.restart_playback();

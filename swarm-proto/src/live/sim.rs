@@ -222,6 +222,8 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
     );
     let mut seed_bytes = 0u64;
     let mut events = 0u64;
+    // Bytes sent on a link (from, to) and not yet delivered.
+    let mut queued: std::collections::BTreeMap<(usize, usize), u64> = Default::default();
     while let Some(Reverse((now, _, ev))) = q.pop() {
         events += 1;
         assert!(events < 20_000_000, "simulation did not converge");
@@ -288,6 +290,10 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
                 }
             }
             Ev::Deliver { from, to, data } => {
+                if let Some(q) = queued.get_mut(&(from, to)) {
+                    *q = q.saturating_sub(data.len() as u64);
+                }
+                touched.push(from);
                 if nodes[to].left {
                     continue;
                 }
@@ -365,6 +371,19 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
             }
         }
         for i in touched {
+            // Bytes still queued on each of its links (the driver reports a
+            // data channel's `bufferedAmount` the same way).
+            let links: Vec<(usize, u64)> = (queued.iter())
+                .filter(|(&(from, _), _)| from == i)
+                .map(|(&(_, to), &b)| (to, b))
+                .collect();
+            for (to, bytes) in links {
+                let input = Input::PeerBuffered {
+                    peer: to as PeerKey,
+                    bytes,
+                };
+                nodes[i].engine.handle_input(now, input);
+            }
             while let Some(out) = nodes[i].engine.poll_output() {
                 match out {
                     Output::Send { peer, mut data } => {
@@ -377,6 +396,7 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
                             let last = data.len() - 1;
                             data[last] ^= 1;
                         }
+                        *queued.entry((i, to)).or_default() += data.len() as u64;
                         let n = &mut nodes[i];
                         let t0 = n.uplink_free_at.max(now);
                         let t1 = t0 + data.len() as u64 * 1000 / cfg.upload_bps;
