@@ -1,7 +1,7 @@
 // Types for the Shoal player script (shoal.js).
 
 export interface ShoalOptions {
-  /** URL of the video's Shoal manifest (`.../manifest.json` on a seed). */
+  /** URL of the Shoal manifest: a video on demand (`.../vod/ID/manifest.json` on a seed) or a live channel (`.../live/NAME/live.json`). */
   src: string;
   /** Signal server WebSocket URL; defaults to `ws(s)://<page host>/ws`. */
   signal?: string;
@@ -58,6 +58,10 @@ export interface ShoalStats {
   /** Segments handed to the media buffer (always verified first). */
   segmentsAppended: number;
   verifyFailures: number;
+  /** Live: wall clock (corrected by the offset learned from the signal server) minus the capture time of the frame at the playhead, as hls.js's `playingDate`; null until known, and for a video on demand. */
+  latencyMs: number | null;
+  /** Live: Ed25519 signatures (segment descriptions, the init segment) that checked out against the channel key. */
+  signaturesVerified: number;
   peersDropped: number;
   /** Ids of the most recent peers dropped for misbehaving (up to 64, newest last). */
   droppedPeers: string[];
@@ -68,6 +72,7 @@ export interface ShoalStats {
   /** Verified segments held for playback and sharing, and their bytes. */
   storedSegments: number;
   storedBytes: number;
+  /** Segments of a video on demand (0 for a live channel). */
   segments: number;
   currentTime: number;
   /** Seconds of media in the video's buffer. */

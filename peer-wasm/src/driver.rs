@@ -11,7 +11,7 @@
 //! connection that has not opened its channel within 10 s is closed.
 
 use crate::fetch::{HttpEv, Origins};
-use crate::lifecycle::{Cb, Ev, Shared, Timer};
+use crate::lifecycle::{post, Cb, Ev, Shared, Timer};
 use crate::media::{Media, MediaEv};
 use crate::metrics::Snapshot;
 use crate::player::Options;
@@ -20,10 +20,9 @@ use crate::signaling::Signaling;
 use crate::{log, now_ms};
 use std::collections::VecDeque;
 use std::rc::Weak;
-use std::sync::Arc;
-use swarm_proto::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
+use swarm_proto::engine::{Input, MediaEvent, Output, PeerKey};
 use swarm_proto::signal::{ClientMsg, PeerInfo, RtcSignal, ServerMsg};
-use swarm_proto::Manifest;
+use swarm_proto::AnyEngine;
 use web_sys::AbortSignal;
 
 const TICK_MS: i32 = 100;
@@ -37,7 +36,10 @@ const DROPPED_KEPT: usize = 64;
 
 pub(crate) struct Driver {
     opts: Options,
-    engine: Engine,
+    engine: AnyEngine,
+    /// Live: the channel's public key (from its manifest; checked against
+    /// the one the signal server gives when we join).
+    live_key: Option<[u8; 32]>,
     /// `performance.now()` when playback was asked for (`options.startedAt`,
     /// else the call to start()): the engine's time 0.
     t0: f64,
@@ -67,19 +69,20 @@ const REJOIN_AFTER_MS: f64 = 3000.0;
 impl Driver {
     pub fn new(
         opts: Options,
-        manifest: Arc<Manifest>,
+        mut engine: AnyEngine,
+        live_key: Option<[u8; 32]>,
         media: Media,
         origins: Origins,
         fetch_signal: AbortSignal,
         t0: f64,
     ) -> Driver {
         let signal = Signaling::new(opts.signal.clone(), opts.token.clone());
-        let mut engine = Engine::new(manifest, Config::default());
         // t0 is when playback was asked for: startup counts from there.
         engine.count_startup_from(0);
         Driver {
             opts,
             engine,
+            live_key,
             t0,
             media,
             signal,
@@ -112,7 +115,7 @@ impl Driver {
     }
 
     fn content_id(&self) -> String {
-        self.engine.manifest().content_id().to_owned()
+        self.engine.swarm().to_owned()
     }
 
     fn debug(&self, msg: impl FnOnce() -> String) {
@@ -136,6 +139,11 @@ impl Driver {
             Ev::Rtc(ev) => self.on_rtc(ev, weak),
             Ev::Http(ev) => self.on_http(ev),
             Ev::Media(ev) => self.on_media(ev),
+            Ev::Signature { id, result } => match result {
+                Ok(ok) => self.input(Input::SignatureChecked { id, ok }),
+                Err(e) => self.fail(format!("Shoal: {e}")),
+            },
+            Ev::LiveRecent(metas) => self.input(Input::LiveRecent { metas: &metas }),
         }
         self.drain(weak);
         if let Err(e) = self.media.pump() {
@@ -179,6 +187,8 @@ impl Driver {
             self.input(Input::PeerBuffered { peer, bytes });
         }
         let position_ms = self.media.position_ms();
+        let unix_ms = js_sys::Date::now() as u64;
+        self.input(Input::Clock { unix_ms });
         self.input(Input::Playhead { position_ms });
         if self
             .engine
@@ -220,6 +230,18 @@ impl Driver {
                 peers,
                 seeds,
             } if swarm == cid => {
+                if let Some(key) = self.live_key {
+                    let theirs = seeds
+                        .iter()
+                        .flat_map(|s| &s.live)
+                        .find(|l| l.channel == cid);
+                    if theirs.is_some_and(|l| !l.public_key.eq_ignore_ascii_case(&hex::encode(key)))
+                    {
+                        return self.fail(format!(
+                            "Shoal: the live channel {cid}'s key in its manifest differs from the one its seed registered with the signal server: refusing to play what cannot be trusted"
+                        ));
+                    }
+                }
                 let rejoin = std::mem::replace(&mut self.joined_before, true);
                 self.joined = true;
                 self.last_get_peers = t;
@@ -234,7 +256,7 @@ impl Driver {
                             && !self.engine.is_banned(&p.peer_id)
                     })
                     .count()
-                    .min(self.engine.config().max_peers);
+                    .min(self.engine.max_peers());
                 self.input(Input::Joined { viewers });
                 self.debug(|| {
                     format!(
@@ -318,7 +340,7 @@ impl Driver {
 
     /// Offers to listed peers we are not connected to, up to the cap.
     fn connect_to(&mut self, list: Vec<PeerInfo>, weak: &Weak<Shared>) {
-        let cap = self.engine.config().max_peers;
+        let cap = self.engine.max_peers();
         for p in list {
             let me = self.signal.my_id.as_deref() == Some(p.peer_id.as_str());
             if me || self.peers.key_of(&p.peer_id).is_some() || self.engine.is_banned(&p.peer_id) {
@@ -362,8 +384,8 @@ impl Driver {
                             .debug(|| format!("offer from {from} crossed ours; ours stands"));
                     }
                     self.disconnect(old, "replaced by a new offer from the same peer");
-                } else if self.peers.count() >= self.engine.config().max_peers {
-                    let cap = self.engine.config().max_peers;
+                } else if self.peers.count() >= self.engine.max_peers() {
+                    let cap = self.engine.max_peers();
                     return self.debug(|| {
                         format!("ignoring an offer from {from}: {cap} peer connections already")
                     });
@@ -522,8 +544,11 @@ impl Driver {
                 self.input(Input::Media(MediaEvent::Ended));
             }
             MediaEv::Seeking => {
-                let position_ms = self.media.position_ms();
-                self.input(Input::Seek { position_ms });
+                // A seek the engine asked for (live) is not the viewer's.
+                if !self.media.take_own_seek() {
+                    let position_ms = self.media.position_ms();
+                    self.input(Input::Seek { position_ms });
+                }
                 self.media.on_seeking();
             }
         }
@@ -542,13 +567,9 @@ impl Driver {
                     )),
                 },
                 Output::HttpFetch { res } => {
-                    let m = self.engine.manifest();
-                    let entry = match res {
-                        Resource::Init => m.init(),
-                        Resource::Segment(seg) => m.entry(seg),
-                    };
+                    let (uri, size) = self.engine.fetch_target(res);
                     self.origins
-                        .fetch(res, &entry.uri, entry.size, &self.fetch_signal, weak);
+                        .fetch(res, &uri, size, &self.fetch_signal, weak);
                 }
                 Output::AppendInit { data } => self.media.push_init(data),
                 Output::Append { data, .. } => self.media.push_append(data),
@@ -572,13 +593,52 @@ impl Driver {
                 Output::Load { seg } => {
                     log(&format!("ignoring a seed's disk read of {seg} in a viewer"))
                 }
-                // Live-channel outputs: an on-demand engine has none.
-                Output::CheckSignature { .. }
-                | Output::SeekTo { .. }
-                | Output::RefreshLiveManifest
-                | Output::PlaybackRate { .. } => {}
+                Output::CheckSignature {
+                    id,
+                    message,
+                    signature,
+                } => match self.live_key {
+                    Some(key) => crate::crypto::check(weak, id, key, message, signature),
+                    None => self.input(Input::SignatureChecked { id, ok: false }),
+                },
+                Output::SeekTo { position_ms } => self.media.push_seek(position_ms),
+                Output::PlaybackRate { permille } => self.media.set_rate(permille),
+                Output::RefreshLiveManifest => self.refresh_live_manifest(weak),
             }
         }
+    }
+
+    /// Live: fetches `live.json` again; its descriptions come back as
+    /// [`Ev::LiveRecent`] (none if the fetch or the parse failed).
+    fn refresh_live_manifest(&self, weak: &Weak<Shared>) {
+        let (url, signal, weak) = (
+            self.opts.src.clone(),
+            self.fetch_signal.clone(),
+            weak.clone(),
+        );
+        wasm_bindgen_futures::spawn_local(async move {
+            let text =
+                crate::fetch::fetch_text(&url, &signal, crate::fetch::MAX_MANIFEST_BYTES).await;
+            let recent = match text.map(|t| crate::json::any_manifest(&t)) {
+                Ok(Ok(crate::json::AnyManifest::Live(m))) => m.recent,
+                Ok(Ok(_)) => {
+                    log(&format!("{url} is no longer a live manifest"));
+                    Vec::new()
+                }
+                Ok(Err(e)) | Err(e) => {
+                    log(&format!("cannot refresh {url}: {e}"));
+                    Vec::new()
+                }
+            };
+            post(&weak, Ev::LiveRecent(recent));
+        });
+    }
+
+    /// Stops playback for good, saying why on the video.
+    fn fail(&mut self, text: String) {
+        log(&text);
+        crate::media::show_notice(self.media.video(), &text);
+        self.fatal.get_or_insert(text);
     }
 
     /// The one way a peer leaves: its connection is closed and the engine
@@ -596,7 +656,7 @@ impl Driver {
             stats: self.engine.stats(),
             tables: self.engine.tables(),
             peer_connections: self.peers.count(),
-            segments: self.engine.manifest().segment_count(),
+            segments: self.engine.segment_count().unwrap_or(0),
             current_time: self.media.current_time(),
             buffered_seconds: self.media.buffered_seconds(),
             peer_id: self.signal.my_id.clone(),

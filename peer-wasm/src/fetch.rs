@@ -70,6 +70,8 @@ pub(crate) async fn fetch_text(
 
 pub(crate) struct Origins {
     content_id: String,
+    /// `vod` or `live`: where the content sits on a seed's origin.
+    dir: &'static str,
     /// What segment URIs are resolved against: the manifest's own URL
     /// first (always kept), then seeds' `{http_base}/vod/{content_id}/`.
     bases: Vec<String>,
@@ -77,9 +79,10 @@ pub(crate) struct Origins {
 }
 
 impl Origins {
-    pub fn new(manifest_url: &str, content_id: &str) -> Origins {
+    pub fn new(manifest_url: &str, content_id: &str, dir: &'static str) -> Origins {
         Origins {
             content_id: content_id.to_owned(),
+            dir,
             bases: vec![manifest_url.to_owned()],
             current: 0,
         }
@@ -97,7 +100,7 @@ impl Origins {
             .iter()
             .filter(|s| s.contents.contains(&self.content_id))
         {
-            let Some(base) = seed_base(&s.http_base, &self.content_id) else {
+            let Some(base) = seed_base(&s.http_base, self.dir, &self.content_id) else {
                 log(&format!(
                     "seed {} announces an unusable HTTP origin; ignored",
                     s.seed_id
@@ -180,14 +183,14 @@ impl Origins {
 }
 
 /// `{http_base}/vod/{content_id}/`, for an http(s) base only.
-fn seed_base(http_base: &str, content_id: &str) -> Option<String> {
+fn seed_base(http_base: &str, dir: &str, content_id: &str) -> Option<String> {
     let u = web_sys::Url::new(http_base).ok()?;
     if !matches!(u.protocol().as_str(), "http:" | "https:") {
         return None;
     }
     let root = http_base.trim_end_matches('/');
     Some(
-        web_sys::Url::new(&format!("{root}/vod/{content_id}/"))
+        web_sys::Url::new(&format!("{root}/{dir}/{content_id}/"))
             .ok()?
             .href(),
     )

@@ -15,6 +15,7 @@
 //! `null` counts as missing for optional fields.
 
 use js_sys::{Array, Reflect, JSON};
+use swarm_proto::live::{LiveManifest, LiveMeta};
 use swarm_proto::manifest::{ManifestError, ManifestParts, SegmentEntry};
 use swarm_proto::signal::{
     ErrorCode, LiveChannelInfo, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg,
@@ -94,6 +95,14 @@ impl Obj {
         self.opt(k)
             .map(|v| Ok(Self::int(&v, k, u16::MAX as f64)? as u16))
             .transpose()
+    }
+
+    /// A fixed number of bytes written as hex.
+    fn hex<const N: usize>(&self, k: &str) -> Result<[u8; N], String> {
+        let mut out = [0u8; N];
+        hex::decode_to_slice(self.str(k)?, &mut out)
+            .map_err(|_| format!("field `{k}` must be {} hex digits", 2 * N))?;
+        Ok(out)
     }
 
     fn obj(&self, k: &str) -> Result<Obj, String> {
@@ -253,7 +262,57 @@ pub fn manifest(text: &str) -> Result<Manifest, ManifestError> {
 }
 
 fn read_manifest(text: &str) -> Result<ManifestParts, String> {
+    read_manifest_obj(&Obj::parse(text)?)
+}
+
+/// A manifest of either kind: a live channel's has a `channel` field.
+pub enum AnyManifest {
+    Vod(Manifest),
+    Live(LiveManifest),
+}
+
+pub fn any_manifest(text: &str) -> Result<AnyManifest, String> {
     let o = Obj::parse(text)?;
+    if o.opt("channel").is_none() {
+        let m = read_manifest_obj(&o)?
+            .validate()
+            .map_err(|e| e.to_string())?;
+        return Ok(AnyManifest::Vod(m));
+    }
+    let m = read_live(&o)?;
+    m.check().map_err(|e| e.to_string())?;
+    Ok(AnyManifest::Live(m))
+}
+
+fn read_live(o: &Obj) -> Result<LiveManifest, String> {
+    Ok(LiveManifest {
+        version: o.u32("version")?,
+        channel: o.str("channel")?,
+        title: o.str("title")?,
+        mime: o.str("mime")?,
+        piece_size: o.u32("piece_size")?,
+        segment_ms: o.u32("segment_ms")?,
+        playlist: o.str("playlist")?,
+        init: segment_entry(&o.obj("init")?).map_err(|e| format!("`init`: {e}"))?,
+        init_sig: o.hex("init_sig")?,
+        public_key: o.hex("public_key")?,
+        recent: o.objs("recent", live_meta)?,
+    })
+}
+
+fn live_meta(o: &Obj) -> Result<LiveMeta, String> {
+    Ok(LiveMeta {
+        seq: o.u32("seq")?,
+        start_ms: o.u64("start_ms")?,
+        duration_ms: o.u32("duration_ms")?,
+        capture_ms: o.u64("capture_ms")?,
+        size: o.u32("size")?,
+        sha256: o.hex("sha256")?,
+        sig: o.hex("sig")?,
+    })
+}
+
+fn read_manifest_obj(o: &Obj) -> Result<ManifestParts, String> {
     Ok(ManifestParts {
         version: o.u32("version")?,
         content_id: o.str("content_id")?,

@@ -39,6 +39,14 @@ pub(crate) enum Ev {
     Rtc(RtcEv),
     Http(HttpEv),
     Media(MediaEv),
+    /// Live: a signature check asked by the engine (`Err`: the browser
+    /// cannot check signatures at all).
+    Signature {
+        id: u64,
+        result: Result<bool, String>,
+    },
+    /// Live: the descriptions of a fresh `live.json` (empty if it failed).
+    LiveRecent(Vec<swarm_proto::live::LiveMeta>),
 }
 
 /// What `start()` has made so far, so that `destroy()` can free it at once.

@@ -64,8 +64,16 @@ impl Attached {
 
 enum Op {
     Init(Arc<[u8]>),
-    Append { data: Arc<[u8]>, retried: bool },
-    Remove { start: f64, end: f64 },
+    Append {
+        data: Arc<[u8]>,
+        retried: bool,
+    },
+    Remove {
+        start: f64,
+        end: f64,
+    },
+    /// Move the playhead (seconds).
+    Seek(f64),
     EndOfStream,
 }
 
@@ -116,6 +124,8 @@ pub(crate) struct Media {
     /// Playback reached the end (the element paused itself): a seek back
     /// plays again.
     play_after_seek: bool,
+    /// Seeks made for the engine whose `seeking` event is still to come.
+    own_seeks: u32,
 }
 
 impl Media {
@@ -155,6 +165,7 @@ impl Media {
             ended: false,
             play_asked: false,
             play_after_seek: false,
+            own_seeks: 0,
         })
     }
 
@@ -174,6 +185,24 @@ impl Media {
             start: start_ms as f64 / 1000.0,
             end: end_ms as f64 / 1000.0,
         });
+    }
+
+    /// Moves the playhead once what was queued before is appended (live:
+    /// joining near the edge, jumping a gap).
+    pub fn push_seek(&mut self, position_ms: u64) {
+        self.queue.push_back(Op::Seek(position_ms as f64 / 1000.0));
+    }
+
+    /// Whether a `seeking` event is one of ours (and forgets it).
+    pub fn take_own_seek(&mut self) -> bool {
+        let ours = self.own_seeks > 0;
+        self.own_seeks = self.own_seeks.saturating_sub(1);
+        ours
+    }
+
+    /// Live: playing faster to catch up with the edge, in thousandths.
+    pub fn set_rate(&self, permille: u32) {
+        self.at.video.set_playback_rate(permille as f64 / 1000.0);
     }
 
     pub fn push_end_of_stream(&mut self) {
@@ -242,6 +271,10 @@ impl Media {
                             )),
                         }
                     }
+                }
+                Op::Seek(t) => {
+                    self.own_seeks += 1;
+                    self.at.video.set_current_time(t);
                 }
                 Op::EndOfStream => {
                     if self.at.source.ready_state() == MediaSourceReadyState::Open {

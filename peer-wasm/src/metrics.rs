@@ -57,6 +57,8 @@ impl Snapshot {
         set(&o, "segmentsVerified", num(s.segments_verified));
         set(&o, "segmentsAppended", num(s.segments_appended));
         set(&o, "verifyFailures", num(s.verify_failures));
+        set(&o, "latencyMs", s.latency_ms.map_or(JsValue::NULL, num));
+        set(&o, "signaturesVerified", num(s.signatures_verified));
         set(&o, "peersDropped", num(s.peers_dropped));
         let dropped: js_sys::Array = self
             .dropped_peers

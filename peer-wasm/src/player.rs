@@ -13,6 +13,7 @@
 
 use crate::driver::Driver;
 use crate::fetch::{fetch_text, Origins, MAX_MANIFEST_BYTES};
+use crate::json::AnyManifest;
 use crate::lifecycle::{self, post, Ev, Shared, Starting, State};
 use crate::media::{Attached, Media};
 use crate::metrics::Snapshot;
@@ -20,6 +21,9 @@ use crate::{err_str, now_ms};
 use js_sys::{Array, Promise, Reflect};
 use std::rc::Rc;
 use std::sync::Arc;
+use swarm_proto::engine::{Config, Engine};
+use swarm_proto::live::{LiveConfig, LiveEngine};
+use swarm_proto::AnyEngine;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 use web_sys::{HtmlVideoElement, MediaSource};
@@ -212,12 +216,17 @@ async fn run_start(
     let text = fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await;
     still_starting(shared)?;
     let text = text.map_err(|e| format!("Shoal: cannot load manifest {}: {e}", opts.src))?;
-    let manifest = crate::json::manifest(&text)
+    let manifest = crate::json::any_manifest(&text)
         .map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
-    if !MediaSource::is_type_supported(manifest.mime()) {
-        return Err(format!("Shoal: this browser cannot play {}", manifest.mime()).into());
+    let (mime, swarm, dir, duration_ms) = match &manifest {
+        AnyManifest::Vod(m) => (m.mime(), m.content_id(), "vod", Some(m.duration_ms())),
+        AnyManifest::Live(m) => (m.mime.as_str(), m.channel.as_str(), "live", None),
+    };
+    if !MediaSource::is_type_supported(mime) {
+        return Err(format!("Shoal: this browser cannot play {mime}").into());
     }
-    let origins = Origins::new(&opts.src, manifest.content_id());
+    let origins = Origins::new(&opts.src, swarm, dir);
+    let mime = mime.to_owned();
 
     let at = Attached::new(&video)?;
     let opened = Promise::new(&mut |resolve, _| at.source.set_onsourceopen(Some(&resolve)));
@@ -229,15 +238,29 @@ async fn run_start(
     // If destroyed meanwhile, destroy() released the MediaSource.
     still_starting(shared)?;
     opened?;
-    at.source
-        .set_duration(manifest.duration_ms() as f64 / 1000.0);
-    let sb = at.source.add_source_buffer(manifest.mime())?;
+    // A live stream's duration grows with what is appended.
+    if let Some(ms) = duration_ms {
+        at.source.set_duration(ms as f64 / 1000.0);
+    }
+    let sb = at.source.add_source_buffer(&mime)?;
 
     let weak = Rc::downgrade(shared);
     let media = Media::new(at, sb, &weak)?;
+    let (engine, live_key) = match manifest {
+        AnyManifest::Vod(m) => (
+            AnyEngine::Vod(Engine::new(Arc::new(m), Config::default())),
+            None,
+        ),
+        AnyManifest::Live(m) => {
+            let key = m.public_key;
+            let e = LiveEngine::new(Arc::new(m), LiveConfig::default());
+            (AnyEngine::Live(e), Some(key))
+        }
+    };
     let driver = Driver::new(
         opts,
-        Arc::new(manifest),
+        engine,
+        live_key,
         media,
         origins,
         shared.abort.signal(),

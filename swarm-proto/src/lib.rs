@@ -18,6 +18,7 @@
 //!
 //! No function here reads a clock, touches a socket or uses a global RNG.
 
+pub mod any_engine;
 pub mod auth;
 pub mod bitfield;
 pub mod engine;
@@ -29,6 +30,7 @@ pub mod signal;
 pub mod sim;
 pub mod wire;
 
+pub use any_engine::AnyEngine;
 pub use bitfield::Bitfield;
 pub use engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource, Stats};
 pub use ids::{PieceIndex, SegmentId};

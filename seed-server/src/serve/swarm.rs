@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 use swarm_proto::engine::{Engine, Input, Output, PeerKey, Tables};
 use swarm_proto::live::{LiveEngine, LiveMeta};
-use swarm_proto::{Manifest, Millis, SegmentId};
+use swarm_proto::{AnyEngine, Manifest, Millis, SegmentId};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 use tracing::{debug, error};
@@ -32,52 +32,6 @@ pub(super) struct Clock(pub Instant);
 impl Clock {
     pub fn now(&self) -> Millis {
         self.0.elapsed().as_millis() as Millis
-    }
-}
-
-/// A swarm's seed engine: a video on demand (segments read from disk) or a
-/// live channel (segments published by the ingest).
-pub enum SeedEngine {
-    Vod(Engine),
-    Live(LiveEngine),
-}
-
-impl SeedEngine {
-    fn handle_input(&mut self, now: Millis, input: Input<'_>) {
-        match self {
-            SeedEngine::Vod(e) => e.handle_input(now, input),
-            SeedEngine::Live(e) => e.handle_input(now, input),
-        }
-    }
-    fn poll_output(&mut self) -> Option<Output> {
-        match self {
-            SeedEngine::Vod(e) => e.poll_output(),
-            SeedEngine::Live(e) => e.poll_output(),
-        }
-    }
-    fn poll_timeout(&self) -> Option<Millis> {
-        match self {
-            SeedEngine::Vod(e) => e.poll_timeout(),
-            SeedEngine::Live(e) => e.poll_timeout(),
-        }
-    }
-    fn stats(&self) -> swarm_proto::Stats {
-        match self {
-            SeedEngine::Vod(e) => e.stats(),
-            SeedEngine::Live(e) => e.stats(),
-        }
-    }
-    fn tables(&self) -> Tables {
-        match self {
-            SeedEngine::Vod(e) => e.tables(),
-            SeedEngine::Live(e) => e.tables(),
-        }
-    }
-    fn is_banned(&self, remote_id: &str) -> bool {
-        match self {
-            SeedEngine::Vod(e) => e.is_banned(remote_id),
-            SeedEngine::Live(e) => e.is_banned(remote_id),
-        }
     }
 }
 
@@ -96,7 +50,7 @@ pub struct Swarm {
     clock: Clock,
     stats: Arc<SeedStats>,
     loads: Arc<Semaphore>,
-    engine: Mutex<SeedEngine>,
+    engine: Mutex<AnyEngine>,
     peers: Mutex<HashMap<PeerKey, PeerLink>>,
 }
 
@@ -105,7 +59,7 @@ pub struct Swarm {
 struct Driver<'a> {
     swarm: &'a Arc<Swarm>,
     now: Millis,
-    engine: MutexGuard<'a, SeedEngine>,
+    engine: MutexGuard<'a, AnyEngine>,
     peers: MutexGuard<'a, HashMap<PeerKey, PeerLink>>,
 }
 
@@ -161,7 +115,7 @@ impl Swarm {
             clock,
             stats,
             loads,
-            engine: Mutex::new(SeedEngine::Vod(engine)),
+            engine: Mutex::new(AnyEngine::Vod(engine)),
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -179,7 +133,7 @@ impl Swarm {
             clock,
             stats,
             loads,
-            engine: Mutex::new(SeedEngine::Live(engine)),
+            engine: Mutex::new(AnyEngine::Live(engine)),
             peers: Mutex::new(HashMap::new()),
         }
     }
@@ -188,7 +142,7 @@ impl Swarm {
     pub fn publish(self: &Arc<Self>, meta: LiveMeta, data: Arc<[u8]>) {
         let mut d = self.driver();
         let now = d.now;
-        if let SeedEngine::Live(e) = &mut *d.engine {
+        if let AnyEngine::Live(e) = &mut *d.engine {
             e.publish(now, meta, data);
         }
         d.dispatch_all();

@@ -198,6 +198,9 @@ pub struct Stats {
     /// Live: wall clock minus the capture time of the frame at the
     /// playhead, when known.
     pub latency_ms: Option<u64>,
+    /// Live: signatures (segment descriptions and the init segment) that
+    /// checked out.
+    pub signatures_verified: u64,
 }
 
 impl Stats {

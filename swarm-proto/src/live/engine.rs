@@ -749,11 +749,14 @@ impl LiveEngine {
         match of {
             CheckOf::Init => {
                 self.init_sig_ok = ok;
-                if !ok {
+                if ok {
+                    self.stats.signatures_verified += 1;
+                } else {
                     self.stats.verify_failures += 1;
                 }
             }
             CheckOf::Meta { meta, announcers } if ok => {
+                self.stats.signatures_verified += 1;
                 if self.newest().is_none_or(|n| meta.seq > n.seq) {
                     self.newest_at = self.now;
                 }

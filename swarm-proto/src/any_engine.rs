@@ -1,0 +1,103 @@
+//! Either engine behind one face, for drivers that run both a video on
+//! demand and a live channel (the browser peer, the seed): the same
+//! [`Input`]s and [`Output`]s, and the few questions a driver asks.
+
+use crate::engine::{Engine, Input, Output, Resource, Stats, Tables};
+use crate::live::{LiveEngine, MAX_LIVE_SEGMENT_BYTES};
+use crate::Millis;
+
+pub enum AnyEngine {
+    Vod(Engine),
+    Live(LiveEngine),
+}
+
+impl AnyEngine {
+    pub fn handle_input(&mut self, now: Millis, input: Input<'_>) {
+        match self {
+            AnyEngine::Vod(e) => e.handle_input(now, input),
+            AnyEngine::Live(e) => e.handle_input(now, input),
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        match self {
+            AnyEngine::Vod(e) => e.poll_output(),
+            AnyEngine::Live(e) => e.poll_output(),
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        match self {
+            AnyEngine::Vod(e) => e.poll_timeout(),
+            AnyEngine::Live(e) => e.poll_timeout(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        match self {
+            AnyEngine::Vod(e) => e.stats(),
+            AnyEngine::Live(e) => e.stats(),
+        }
+    }
+
+    pub fn tables(&self) -> Tables {
+        match self {
+            AnyEngine::Vod(e) => e.tables(),
+            AnyEngine::Live(e) => e.tables(),
+        }
+    }
+
+    pub fn is_banned(&self, remote_id: &str) -> bool {
+        match self {
+            AnyEngine::Vod(e) => e.is_banned(remote_id),
+            AnyEngine::Live(e) => e.is_banned(remote_id),
+        }
+    }
+
+    pub fn max_peers(&self) -> usize {
+        match self {
+            AnyEngine::Vod(e) => e.config().max_peers,
+            AnyEngine::Live(e) => e.config().max_peers,
+        }
+    }
+
+    pub fn count_startup_from(&mut self, at: Millis) {
+        match self {
+            AnyEngine::Vod(e) => e.count_startup_from(at),
+            AnyEngine::Live(e) => e.count_startup_from(at),
+        }
+    }
+
+    /// The swarm's name on the signal server: the content id, or the
+    /// channel.
+    pub fn swarm(&self) -> &str {
+        match self {
+            AnyEngine::Vod(e) => e.manifest().content_id(),
+            AnyEngine::Live(e) => &e.manifest().channel,
+        }
+    }
+
+    /// Where to fetch a resource (relative to the manifest) and the most
+    /// bytes it may have.
+    pub fn fetch_target(&self, res: Resource) -> (String, u64) {
+        match self {
+            AnyEngine::Vod(e) => {
+                let m = e.manifest();
+                let entry = match res {
+                    Resource::Init => m.init(),
+                    Resource::Segment(seg) => m.entry(seg),
+                };
+                (entry.uri.clone(), entry.size)
+            }
+            AnyEngine::Live(e) => (e.uri(res), MAX_LIVE_SEGMENT_BYTES as u64),
+        }
+    }
+
+    /// Segments of a video on demand (`None` for a live channel).
+    pub fn segment_count(&self) -> Option<u32> {
+        match self {
+            AnyEngine::Vod(e) => Some(e.manifest().segment_count()),
+            AnyEngine::Live(_) => None,
+        }
+    }
+}
