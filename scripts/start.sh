@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `npm start`: the demo on this machine. Installs what is missing, makes the
 # sample video, builds the servers (dev profile, shared with the tests) and
-# the browser bundle, then runs shoal-signal and shoal-seed on 127.0.0.1
-# until Ctrl-C. PORT (default 8080) sets the signal server's port, SEED_PORT
-# (default PORT+1) the seed's.
+# the browser bundle, then runs shoal-signal and shoal-seed (the sample
+# video and a live test channel) on 127.0.0.1 until Ctrl-C. PORT (default
+# 8080) sets the signal server's port, SEED_PORT (default PORT+1) the seed's.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
@@ -57,8 +57,10 @@ signal_url=$(wait_listening shoal-signal "${pids[0]}" "$logs/signal.out" SHOAL_S
 log "signal server: $signal_url"
 
 : >"$logs/seed.out"
+# Next to the VOD library, one live channel: ffmpeg's test picture with the
+# wall clock burned in (/live/live/live.json).
 "$bin/shoal-seed" --media .shoal/media --cache .shoal/cache --listen "127.0.0.1:$SEED_PORT" \
-  --signal "ws://127.0.0.1:$PORT/ws" > >(tee "$logs/seed.out") &
+  --signal "ws://127.0.0.1:$PORT/ws" --live live=testsrc:clock > >(tee "$logs/seed.out") &
 pids+=($!)
 seed_url=$(wait_listening shoal-seed "${pids[1]}" "$logs/seed.out" SHOAL_SEED_LISTENING 600)
 log "seed: $seed_url"

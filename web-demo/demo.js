@@ -1,5 +1,5 @@
-// Demo page logic: lists the seed's videos, embeds <shoal-player>, and
-// shows its statistics once a second.
+// Demo page logic: lists the seed's videos and live channels, embeds
+// <shoal-player>, and shows its statistics once a second.
 (function () {
   "use strict";
   var params = new URLSearchParams(location.search);
@@ -9,6 +9,7 @@
 
   function mb(n) { return (n / 1e6).toFixed(2) + " MB"; }
 
+  // entry.manifest: a VOD manifest.json or a live channel's live.json.
   function play(entry) {
     box.innerHTML = "";
     var el = document.createElement("shoal-player");
@@ -42,13 +43,44 @@
     document.getElementById("s-up").textContent = mb(s.bytesUploaded);
     document.getElementById("s-startup").textContent = s.startupMs == null ? "–" : Math.round(s.startupMs) + " ms";
     document.getElementById("s-stalls").textContent = s.stalls + " (" + Math.round(s.stalledMs) + " ms)";
-    document.getElementById("s-verified").textContent = s.segmentsVerified + " / " + s.segments;
+    document.getElementById("s-verified").textContent = s.segmentsVerified + (s.segments ? " / " + s.segments : "");
+    var live = typeof s.latencyMs === "number";
+    document.getElementById("s-latency-row").style.display = live ? "" : "none";
+    if (live) document.getElementById("s-latency").textContent = (s.latencyMs / 1000).toFixed(1) + " s";
   }, 1000);
 
-  fetch(new URL("/vod/index.json", seed)).then(function (r) {
-    if (!r.ok) throw new Error("HTTP " + r.status);
-    return r.json();
-  }).then(function (list) {
+  function getJson(path) {
+    return fetch(new URL(path, seed)).then(function (r) {
+      if (!r.ok) throw new Error("HTTP " + r.status);
+      return r.json();
+    });
+  }
+
+  // Live channels (?live=NAME plays one); an older seed has none.
+  var wantLive = params.get("live");
+  var liveList = getJson("/live/index.json").catch(function () { return []; }).then(function (list) {
+    var ul = document.getElementById("live");
+    list.forEach(function (c) {
+      var li = document.createElement("li");
+      var a = document.createElement("a");
+      a.href = "?seed=" + encodeURIComponent(seed) + "&live=" + encodeURIComponent(c.channel);
+      a.textContent = c.channel;
+      li.appendChild(a);
+      if (c.status !== "running") li.appendChild(document.createTextNode(" (" + c.status + ")"));
+      ul.appendChild(li);
+    });
+    document.getElementById("live-section").hidden = !list.length;
+    return list;
+  });
+  if (wantLive) {
+    liveList.then(function (list) {
+      var c = list.find(function (x) { return x.channel === wantLive; });
+      if (c) play(c);
+      else hint.textContent = "The seed has no live channel " + wantLive + ".";
+    });
+  }
+
+  getJson("/vod/index.json").then(function (list) {
     var ul = document.getElementById("videos");
     list.forEach(function (v) {
       var li = document.createElement("li");
@@ -58,7 +90,12 @@
       li.appendChild(a);
       ul.appendChild(li);
     });
-    if (!list.length) { hint.textContent = "The seed has no videos yet."; return; }
+    if (wantLive) return;
+    if (!list.length) {
+      hint.textContent = "The seed has no videos yet.";
+      liveList.then(function (live) { if (live.length) play(live[0]); });
+      return;
+    }
     var want = params.get("v");
     play(list.find(function (v) { return v.content_id === want; }) || list[0]);
   }).catch(function (e) {
