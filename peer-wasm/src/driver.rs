@@ -61,6 +61,9 @@ pub(crate) struct Driver {
     dropped: VecDeque<String>,
     last_report: f64,
     last_get_peers: f64,
+    /// Live: the channel was reported interrupted when this many segments
+    /// had been appended; the notice goes once one more is.
+    interrupted_at: Option<u64>,
 }
 
 /// Delay before joining again after a refusal that may pass.
@@ -98,6 +101,7 @@ impl Driver {
             dropped: VecDeque::new(),
             last_report: now_ms(),
             last_get_peers: f64::NEG_INFINITY,
+            interrupted_at: None,
         }
     }
 
@@ -143,7 +147,14 @@ impl Driver {
                 Ok(ok) => self.input(Input::SignatureChecked { id, ok }),
                 Err(e) => self.fail(format!("Shoal: {e}")),
             },
-            Ev::LiveRecent(metas) => self.input(Input::LiveRecent { metas: &metas }),
+            Ev::LiveRecent(metas, interrupted) => {
+                self.input(Input::LiveRecent { metas: &metas });
+                if let Some(reason) = interrupted {
+                    self.interrupted_at = Some(self.engine.stats().segments_appended);
+                    let text = format!("Shoal: the live channel is interrupted ({reason}); playback resumes when it comes back");
+                    crate::media::show_status(self.media.video(), &text);
+                }
+            }
         }
         self.drain(weak);
         if let Err(e) = self.media.pump() {
@@ -186,8 +197,16 @@ impl Driver {
         for (peer, bytes) in self.peers.buffered() {
             self.input(Input::PeerBuffered { peer, bytes });
         }
+        if let Some(n) = self.interrupted_at {
+            if self.engine.stats().segments_appended > n {
+                self.interrupted_at = None;
+                crate::media::clear_status(self.media.video());
+            }
+        }
         let position_ms = self.media.position_ms();
-        let unix_ms = js_sys::Date::now() as u64;
+        // The server's clock, the one the ingest stamps capture times with
+        // (on one machine, or NTP-synced hosts, the offset is ~0).
+        let unix_ms = (js_sys::Date::now() + self.signal.clock_offset_ms).max(0.0) as u64;
         self.input(Input::Clock { unix_ms });
         self.input(Input::Playhead { position_ms });
         if self
@@ -619,18 +638,18 @@ impl Driver {
         wasm_bindgen_futures::spawn_local(async move {
             let text =
                 crate::fetch::fetch_text(&url, &signal, crate::fetch::MAX_MANIFEST_BYTES).await;
-            let recent = match text.map(|t| crate::json::any_manifest(&t)) {
-                Ok(Ok(crate::json::AnyManifest::Live(m))) => m.recent,
+            let (recent, interrupted) = match text.map(|t| crate::json::any_manifest(&t)) {
+                Ok(Ok(crate::json::AnyManifest::Live(m))) => (m.recent, m.interrupted),
                 Ok(Ok(_)) => {
                     log(&format!("{url} is no longer a live manifest"));
-                    Vec::new()
+                    (Vec::new(), None)
                 }
                 Ok(Err(e)) | Err(e) => {
                     log(&format!("cannot refresh {url}: {e}"));
-                    Vec::new()
+                    (Vec::new(), None)
                 }
             };
-            post(&weak, Ev::LiveRecent(recent));
+            post(&weak, Ev::LiveRecent(recent, interrupted));
         });
     }
 

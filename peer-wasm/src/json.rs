@@ -156,6 +156,10 @@ fn read_server_msg(text: &str) -> Result<ServerMsg, String> {
             peer_id: o.str("peer_id")?,
             heartbeat_ms: o.u64("heartbeat_ms")?,
             group: o.str("group")?,
+            server_ms: match o.opt("server_ms") {
+                Some(_) => Some(o.u64("server_ms")?),
+                None => None,
+            },
         },
         "joined" => ServerMsg::Joined {
             swarm: o.str("swarm")?,
@@ -297,6 +301,7 @@ fn read_live(o: &Obj) -> Result<LiveManifest, String> {
         init_sig: o.hex("init_sig")?,
         public_key: o.hex("public_key")?,
         recent: o.objs("recent", live_meta)?,
+        interrupted: o.opt_str("interrupted")?,
     })
 }
 

@@ -45,8 +45,9 @@ pub(crate) enum Ev {
         id: u64,
         result: Result<bool, String>,
     },
-    /// Live: the descriptions of a fresh `live.json` (empty if it failed).
-    LiveRecent(Vec<swarm_proto::live::LiveMeta>),
+    /// Live: the descriptions of a fresh `live.json` (empty if it failed),
+    /// and why the channel is interrupted, if it is.
+    LiveRecent(Vec<swarm_proto::live::LiveMeta>, Option<String>),
 }
 
 /// What `start()` has made so far, so that `destroy()` can free it at once.

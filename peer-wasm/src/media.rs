@@ -81,6 +81,29 @@ enum Op {
 /// (class `shoal-notice`, `role="alert"`, so a page can restyle it), and
 /// fires `shoal-error` on the video. Replaces an earlier banner.
 pub(crate) fn show_notice(video: &HtmlVideoElement, text: &str) {
+    banner(video, text, "shoal-error");
+}
+
+/// A passing condition (a live channel interrupted): the same banner,
+/// with `shoal-interrupted` fired instead; [`clear_status`] removes it.
+pub(crate) fn show_status(video: &HtmlVideoElement, text: &str) {
+    banner(video, text, "shoal-interrupted");
+}
+
+/// Removes the banner and fires `shoal-resumed`.
+pub(crate) fn clear_status(video: &HtmlVideoElement) {
+    if let Some(e) = video
+        .next_element_sibling()
+        .filter(|e| e.class_name() == "shoal-notice")
+    {
+        e.remove();
+    }
+    if let Ok(ev) = web_sys::Event::new("shoal-resumed") {
+        let _ = video.dispatch_event(&ev);
+    }
+}
+
+fn banner(video: &HtmlVideoElement, text: &str, event: &str) {
     let show = || -> Result<(), JsValue> {
         let parent = video
             .parent_node()
@@ -102,7 +125,7 @@ pub(crate) fn show_notice(video: &HtmlVideoElement, text: &str) {
             }
         };
         div.set_text_content(Some(text));
-        video.dispatch_event(&web_sys::Event::new("shoal-error")?)?;
+        video.dispatch_event(&web_sys::Event::new(event)?)?;
         Ok(())
     };
     if let Err(e) = show() {

@@ -43,6 +43,11 @@ pub(crate) struct Signaling {
     last_heartbeat: f64,
     /// Our peer id on the current socket, once welcomed.
     pub my_id: Option<String>,
+    /// When our hello went out (`now` of the socket's open).
+    hello_at: f64,
+    /// The server's wall clock minus ours (ms), learned from its welcome
+    /// (half the hello-welcome round trip allowed for); 0 until then.
+    pub clock_offset_ms: f64,
 }
 
 impl Signaling {
@@ -60,6 +65,8 @@ impl Signaling {
             last_heard: 0.0,
             last_heartbeat: 0.0,
             my_id: None,
+            hello_at: 0.0,
+            clock_offset_ms: 0.0,
         }
     }
 
@@ -102,6 +109,7 @@ impl Signaling {
         match ev {
             WsEv::Open(g) if g == self.generation => {
                 self.last_heard = now;
+                self.hello_at = now;
                 self.send(&ClientMsg::Hello {
                     role: Role::Viewer,
                     token: self.token.clone(),
@@ -116,9 +124,15 @@ impl Signaling {
                         if let ServerMsg::Welcome {
                             peer_id,
                             heartbeat_ms,
+                            server_ms,
                             ..
                         } = &m
                         {
+                            if let Some(server) = server_ms {
+                                let half_rtt = (now - self.hello_at).max(0.0) / 2.0;
+                                self.clock_offset_ms =
+                                    *server as f64 + half_rtt - js_sys::Date::now();
+                            }
                             self.attempts = 0;
                             self.heartbeat_ms = (*heartbeat_ms as f64).clamp(1000.0, 60_000.0);
                             self.my_id = Some(peer_id.clone());

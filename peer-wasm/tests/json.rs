@@ -35,6 +35,7 @@ fn every_server_msg() -> Vec<ServerMsg> {
             peer_id: "p0".into(),
             heartbeat_ms: 15_000,
             group: "g \"quoted\" é".into(),
+            server_ms: Some(1_800_000_000_123),
         },
         ServerMsg::Joined {
             swarm: "s".into(),

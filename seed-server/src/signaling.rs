@@ -126,6 +126,7 @@ async fn session(
                         peer_id,
                         heartbeat_ms,
                         group,
+                        ..
                     }) => return Ok((peer_id, heartbeat_ms, group)),
                     Ok(ServerMsg::Error { code, message }) => {
                         return Err(SignalingError::Rejected { code, message })

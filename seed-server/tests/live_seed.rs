@@ -288,3 +288,22 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
         "segments should come pushed over WebRTC, not HTTP: {p:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_source_is_said_in_live_json() {
+    init_tracing();
+    let root = tempfile::tempdir().unwrap();
+    let clip = common::make_video(root.path(), "clip.mp4", 2, true);
+    let cfg = ChannelConfig::new("once", SourceSpec::File(clip));
+    let (ch, _task) = channel::start(cfg, [6; 32], LiveSettings::default(), None).unwrap();
+    wait_until("a segment", Duration::from_secs(20), || ch.newest().is_some()).await;
+    // The file ends after 2 s; the ingest reports it and retries.
+    wait_until("the interruption", Duration::from_secs(20), || {
+        ch.manifest().is_some_and(|m| m.interrupted.is_some())
+    })
+    .await;
+    let m = ch.manifest().unwrap();
+    let text = m.to_json();
+    let back = LiveManifest::from_json(&text).unwrap();
+    assert!(back.interrupted.unwrap().contains("ended"), "{text}");
+}

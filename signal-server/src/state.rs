@@ -247,6 +247,7 @@ impl State {
             peer_id: peer_id.clone(),
             heartbeat_ms: self.heartbeat_ms,
             group,
+            server_ms: Some(unix_ms()),
         };
         let mut out = vec![(peer_id.clone(), welcome)];
         for swarm in contents {
@@ -1097,4 +1098,11 @@ pub struct SeedView {
     pub group: String,
     #[serde(flatten)]
     pub seed: SeedInfo,
+}
+
+/// The wall clock in Unix ms (0 if the clock is before 1970).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

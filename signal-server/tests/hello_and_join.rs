@@ -25,7 +25,17 @@ async fn hello_gets_welcome_with_peer_id_heartbeat_and_group() {
             peer_id,
             heartbeat_ms,
             group,
+            server_ms,
         } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let server = server_ms.expect("the welcome carries the server's clock");
+            assert!(
+                server.abs_diff(now) < 60_000,
+                "server clock {server}, ours {now}"
+            );
             assert_eq!(peer_id.len(), 16);
             assert!(
                 peer_id.chars().all(|ch| ch.is_ascii_hexdigit()),

@@ -234,6 +234,11 @@ pub enum ServerMsg {
         peer_id: String,
         heartbeat_ms: u64,
         group: String,
+        /// The server's wall clock (Unix ms) when it sent this: viewers
+        /// learn their clock's offset from it (live latency is measured
+        /// against the capture clock of the ingest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_ms: Option<u64>,
     },
     Joined {
         swarm: String,

@@ -105,6 +105,7 @@ mod strangers {
             init_sig: signer.sign_init(CH, &init_sha),
             public_key: signer.public_key(),
             recent: vec![],
+            interrupted: None,
         };
         let e = LiveEngine::new(Arc::new(m), LiveConfig::default());
         (signer, e, meta, data)

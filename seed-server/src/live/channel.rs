@@ -27,7 +27,9 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard};
 use swarm_proto::live::sign::LiveSigner;
-use swarm_proto::live::{segment_uri, LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION, MAX_RECENT};
+use swarm_proto::live::{
+    segment_uri, LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION, MAX_REASON_LEN, MAX_RECENT,
+};
 use swarm_proto::manifest::{sha256_hex, SegmentEntry, DEFAULT_PIECE_BYTES};
 use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
@@ -125,6 +127,13 @@ impl LiveChannel {
             init_sig: init.sig,
             public_key: self.public_key(),
             recent: w.segments.iter().skip(skip).map(|e| e.meta).collect(),
+            interrupted: match self.status() {
+                ChannelStatus::Interrupted { reason, .. } => {
+                    Some(reason.chars().take(MAX_REASON_LEN / 4).collect())
+                }
+                ChannelStatus::Stopped => Some("the channel was stopped".into()),
+                _ => None,
+            },
         })
     }
 

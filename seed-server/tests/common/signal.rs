@@ -53,6 +53,7 @@ impl SeedLink {
             peer_id: "seedpeer".into(),
             heartbeat_ms,
             group: "lo".into(),
+            server_ms: None,
         });
         hello
     }

@@ -262,6 +262,7 @@ impl LiveEngine {
             init_sig: [0; 64],
             public_key: [0; 32],
             recent: Vec::new(),
+            interrupted: None,
         };
         let mut e = LiveEngine::blank(Arc::new(manifest), cfg);
         e.seeding = true;

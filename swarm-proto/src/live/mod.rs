@@ -43,6 +43,8 @@ pub const MAX_LIVE_SEGMENT_MS: u32 = 30_000;
 pub const MAX_RECENT: usize = 16;
 /// The segment count a live peer says in its `Hello` (live has no count).
 pub const LIVE_SEGMENT_COUNT: u32 = u32::MAX;
+/// Longest interruption reason a live manifest may carry.
+pub const MAX_REASON_LEN: usize = 1000;
 /// Encoded length of a [`LiveMeta`] on the wire.
 pub const META_WIRE_LEN: usize = 4 + 8 + 4 + 8 + 4 + 32 + 64;
 
@@ -183,6 +185,10 @@ pub struct LiveManifest {
     pub public_key: [u8; 32],
     /// The newest segment descriptions, oldest first.
     pub recent: Vec<LiveMeta>,
+    /// Set while the channel's source is down: why (the encoder's or
+    /// ffmpeg's words). Viewers show it instead of a silent stall.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -203,6 +209,8 @@ pub enum LiveManifestError {
     TooManyRecent(usize),
     #[error("recent description: {0}")]
     BadRecent(String),
+    #[error("interruption reason over {MAX_REASON_LEN} bytes")]
+    BadInterrupted,
 }
 
 impl LiveManifest {
@@ -250,6 +258,13 @@ impl LiveManifest {
         }
         for m in &self.recent {
             m.check_shape().map_err(LiveManifestError::BadRecent)?;
+        }
+        if self
+            .interrupted
+            .as_ref()
+            .is_some_and(|r| r.len() > MAX_REASON_LEN)
+        {
+            return Err(LiveManifestError::BadInterrupted);
         }
         Ok(())
     }

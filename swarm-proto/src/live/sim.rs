@@ -175,6 +175,7 @@ pub fn run(cfg: &LiveSimConfig) -> LiveSimResult {
         init_sig: signer.sign_init(channel, &init_sha),
         public_key: pk,
         recent: vec![],
+        interrupted: None,
     };
     let mut seg_data: Vec<Arc<[u8]>> = Vec::new();
     let mut metas: Vec<LiveMeta> = Vec::new();
