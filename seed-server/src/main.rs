@@ -95,6 +95,11 @@ struct Args {
     /// Live segment duration (also the keyframe interval).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     live_segment_ms: u32,
+    /// Where each live channel's signing key is kept (`NAME.key`, made when
+    /// missing), so that a restarted seed signs with the same key
+    /// (default: `<cache>/live-keys`).
+    #[arg(long, value_name = "DIR")]
+    live_keys: Option<PathBuf>,
     /// Viewers each new live segment is pushed to; the swarm spreads it from them.
     #[arg(long, value_name = "N", default_value_t = 1)]
     live_push_copies: usize,
@@ -258,11 +263,20 @@ async fn main() -> ExitCode {
             ..LiveConfig::default()
         };
         let swarm = hub.as_mut().map(|h| h.add_live(&name, live_cfg));
-        let mut secret = [0u8; 32];
-        if let Err(e) = getrandom::getrandom(&mut secret) {
-            eprintln!("error: no random source for the live channel key: {e}");
-            return ExitCode::from(1);
-        }
+        let key_dir = args
+            .live_keys
+            .clone()
+            .unwrap_or_else(|| args.cache.join("live-keys"));
+        let secret = match live_channel::load_or_create_key(&key_dir, &name) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!(
+                    "error: live channel {name:?}: cannot read or make its key in {}: {e}",
+                    key_dir.display()
+                );
+                return ExitCode::from(1);
+            }
+        };
         match live_channel::start(cfg, secret, LiveSettings::default(), swarm) {
             Ok((ch, _task)) => {
                 info!(channel = %name, source = %spec, "live channel started");

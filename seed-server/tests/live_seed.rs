@@ -296,7 +296,10 @@ async fn an_interrupted_source_is_said_in_live_json() {
     let clip = common::make_video(root.path(), "clip.mp4", 2, true);
     let cfg = ChannelConfig::new("once", SourceSpec::File(clip));
     let (ch, _task) = channel::start(cfg, [6; 32], LiveSettings::default(), None).unwrap();
-    wait_until("a segment", Duration::from_secs(20), || ch.newest().is_some()).await;
+    wait_until("a segment", Duration::from_secs(20), || {
+        ch.newest().is_some()
+    })
+    .await;
     // The file ends after 2 s; the ingest reports it and retries.
     wait_until("the interruption", Duration::from_secs(20), || {
         ch.manifest().is_some_and(|m| m.interrupted.is_some())

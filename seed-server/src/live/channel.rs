@@ -35,6 +35,51 @@ use tokio::task::JoinHandle;
 use tower_http::cors::CorsLayer;
 use tracing::{info, warn};
 
+/// Sequence numbers start at (Unix ms - [`SEQ_EPOCH_MS`]) / this: no ingest
+/// makes segments shorter (its minimum `segment_ms`), so numbers only grow
+/// across restarts (for about 24 years from 2023).
+pub const SEQ_UNIT_MS: u64 = 200;
+/// 2023-11-14T22:13:20Z.
+pub const SEQ_EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// The first sequence number of a channel started at `unix_ms`.
+pub fn seq_base(unix_ms: u64) -> u32 {
+    (unix_ms.saturating_sub(SEQ_EPOCH_MS) / SEQ_UNIT_MS).min(u32::MAX as u64 / 2) as u32
+}
+
+/// The channel's signing key, kept in `dir/NAME.key` (hex, created with
+/// a fresh random key, owner-only, when missing): a restarted seed signs
+/// with the same key, so viewers that joined before keep verifying.
+pub fn load_or_create_key(dir: &std::path::Path, name: &str) -> std::io::Result<[u8; 32]> {
+    let path = dir.join(format!("{name}.key"));
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut key = [0u8; 32];
+            hex::decode_to_slice(text.trim(), &mut key).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{} is not a 64-hex-digit key ({e}); delete it to make a new one",
+                    path.display()
+                ))
+            })?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut key = [0u8; 32];
+            getrandom::getrandom(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;
+            std::fs::create_dir_all(dir)?;
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            use std::io::Write as _;
+            opts.open(&path)?.write_all(hex::encode(key).as_bytes())?;
+            info!(channel = %name, file = %path.display(), "new live channel key");
+            Ok(key)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Descriptions `live.json` carries (the newest).
 pub const MANIFEST_RECENT: usize = 6;
 /// Default of [`LiveSettings::window_segments`].
@@ -81,6 +126,10 @@ struct Window {
 pub struct LiveChannel {
     pub name: String,
     signer: LiveSigner,
+    /// Added to the ingest's sequence numbers: derived from the wall clock
+    /// at start, so a restarted seed (same key) never reuses a number it
+    /// signed before (one per [`SEQ_UNIT_MS`], the shortest segment).
+    seq_base: u32,
     segment_ms: u32,
     settings: LiveSettings,
     window: Mutex<Window>,
@@ -209,8 +258,12 @@ impl LiveChannel {
             warn!(channel = %self.name, seq = seg.seq, "segment over 4 GiB dropped");
             return None;
         };
+        let Some(seq) = self.seq_base.checked_add(seg.seq) else {
+            warn!(channel = %self.name, "sequence numbers exhausted; restart the channel");
+            return None;
+        };
         let mut meta = LiveMeta {
-            seq: seg.seq,
+            seq,
             start_ms: seg.start_ms,
             duration_ms: seg.duration_ms.max(1),
             capture_ms: seg.capture_ms,
@@ -271,6 +324,11 @@ pub fn start(
     let channel = Arc::new(LiveChannel {
         name: cfg.name.clone(),
         signer: LiveSigner::from_secret(secret),
+        seq_base: seq_base(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        ),
         segment_ms: cfg.segment_ms,
         settings,
         window: Mutex::default(),
@@ -411,6 +469,30 @@ async fn file(
 #[cfg(test)]
 mod tests {
     use super::iso8601;
+
+    #[test]
+    fn sequence_numbers_grow_across_restarts() {
+        use super::{seq_base, SEQ_UNIT_MS};
+        let t0 = 1_796_515_200_000;
+        // A run of the shortest segments from t0 to t1 ends below the base
+        // of a run started at t1.
+        let t1 = t0 + 3_600_000;
+        let made = ((t1 - t0) / SEQ_UNIT_MS) as u32;
+        assert!(seq_base(t0) + made <= seq_base(t1));
+        assert!(seq_base(t1) < u32::MAX / 2);
+        assert_eq!(seq_base(0), 0);
+    }
+
+    #[test]
+    fn a_kept_key_is_read_back_and_a_bad_one_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::load_or_create_key(dir.path(), "ch").unwrap();
+        assert_eq!(super::load_or_create_key(dir.path(), "ch").unwrap(), a);
+        assert_ne!(super::load_or_create_key(dir.path(), "other").unwrap(), a);
+        std::fs::write(dir.path().join("bad.key"), "xyz").unwrap();
+        let e = super::load_or_create_key(dir.path(), "bad").unwrap_err();
+        assert!(e.to_string().contains("bad.key"), "{e}");
+    }
 
     #[test]
     fn program_date_time_is_iso_8601_utc() {
