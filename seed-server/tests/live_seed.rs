@@ -43,7 +43,8 @@ struct Played {
 }
 
 /// Runs a live viewer engine until `want` segments are appended (at most
-/// `limit`): HTTP from `origin`, signatures checked with `key`, the seed
+/// `limit`): HTTP from `origin` (the channel's folder on the seed's
+/// origin), signatures checked with `key`, the seed
 /// over `peer` when given, and a playhead that advances in real time once
 /// the engine seeked.
 async fn play_live(
@@ -85,7 +86,7 @@ async fn play_live(
                     if matches!(res, Resource::Segment(_)) {
                         played.http_segments += 1;
                     }
-                    let url = format!("{origin}/live/demo/{}", engine.uri(res));
+                    let url = format!("{origin}/{}", engine.uri(res));
                     let resp = http.get(url).send().await.unwrap();
                     let input = if resp.status().is_success() {
                         Input::HttpDone {
@@ -118,7 +119,7 @@ async fn play_live(
                     engine.handle_input(now(), Input::Media(MediaEvent::Playing));
                 }
                 Output::RefreshLiveManifest => {
-                    let url = format!("{origin}/live/demo/live.json");
+                    let url = format!("{origin}/live.json");
                     let text = http.get(url).send().await.unwrap().text().await.unwrap();
                     let m = LiveManifest::from_json(&text).unwrap();
                     played.refreshes += 1;
@@ -232,10 +233,11 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
 
     // A viewer from HTTP alone.
     let key = ch.public_key();
+    let channel_url = format!("{origin}/live/demo");
     let p = play_live(
         manifest.clone(),
         key,
-        &origin,
+        &channel_url,
         None,
         4,
         Duration::from_secs(30),
@@ -270,7 +272,7 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
     let p = play_live(
         fresh,
         key,
-        &origin,
+        &channel_url,
         Some(&viewer),
         6,
         Duration::from_secs(30),
@@ -309,4 +311,84 @@ async fn an_interrupted_source_is_said_in_live_json() {
     let text = m.to_json();
     let back = LiveManifest::from_json(&text).unwrap();
     assert!(back.interrupted.unwrap().contains("ended"), "{text}");
+}
+
+/// As OBS would: ffmpeg publishes over RTMP to the seed's listener, and a
+/// live viewer engine plays the channel from the seed's HTTP origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtmp_push_is_played_by_a_viewer() {
+    init_tracing();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("rtmp://127.0.0.1:{port}/live/key");
+    let cfg = ChannelConfig::new("obs", SourceSpec::RtmpListen(url.clone()));
+    let (ch, _task) = channel::start(cfg, [7; 32], LiveSettings::default(), None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}/live/obs", listener.local_addr().unwrap());
+    let mut map = std::collections::HashMap::new();
+    map.insert("obs".to_string(), ch.clone());
+    let app = channel::router(LiveChannels(Arc::new(map)), Arc::new(SeedStats::default()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The publisher, retried (at most 10 times) until the listener takes it.
+    let publish = || {
+        tokio::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"])
+            .args(["-f", "lavfi", "-i", "sine", "-t", "20"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "25", "-c:a", "aac", "-f", "flv", &url])
+            .stdin(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("ffmpeg runs")
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut publisher = publish();
+    let start = Instant::now();
+    let mut attempts = 1;
+    while ch.newest().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no segment from the push"
+        );
+        if let Ok(Some(_)) = publisher.try_wait() {
+            attempts += 1;
+            assert!(attempts <= 10, "the publisher never got through");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            publisher = publish();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_until("a second segment", Duration::from_secs(20), || {
+        ch.manifest().is_some_and(|m| m.recent.len() >= 2)
+    })
+    .await;
+    let manifest = ch.manifest().unwrap();
+    let p = play_live(
+        manifest,
+        ch.public_key(),
+        &origin,
+        None,
+        4,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_consecutive("RTMP viewer", &p.appended);
+    assert_eq!(p.checks_failed, 0, "{p:?}");
+    assert_eq!(p.stats.verify_failures, 0, "{p:?}");
+    println!(
+        "RTMP viewer: appended {:?}, latency {:?} ms",
+        p.appended, p.latency_ms
+    );
 }
