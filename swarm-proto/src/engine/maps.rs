@@ -76,3 +76,45 @@ mod tests {
         assert_eq!(m.keys().copied().collect::<Vec<_>>(), vec![5, 9]);
     }
 }
+
+/// Peer ids dropped for misbehaving, at most `max` (the oldest forgotten
+/// first); shared by the on-demand and the live engine.
+#[derive(Clone, Debug)]
+pub(crate) struct BanList {
+    set: Set<String>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl BanList {
+    pub fn new() -> BanList {
+        BanList {
+            set: Set::new(),
+            order: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Bans `id`, forgetting the oldest bans beyond `max`.
+    pub fn insert(&mut self, id: &str, max: usize) {
+        if self.set.insert(id.to_owned()) {
+            self.order.push_back(id.to_owned());
+            while self.order.len() > max {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Most recent last.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
+        self.order.iter().map(String::as_str)
+    }
+}

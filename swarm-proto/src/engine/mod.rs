@@ -43,7 +43,7 @@ use crate::manifest::{Manifest, Timeline};
 use crate::wire::{self, Message};
 use crate::Millis;
 use edge::PeerMsg;
-use maps::{Map, Set};
+use maps::{BanList, Map, Set};
 use pieces::{Partial, Suspect};
 use remote::Remote;
 use std::collections::VecDeque;
@@ -68,8 +68,7 @@ pub struct Engine {
     /// Segments to take from the origin only (a peer copy failed).
     origin_only: Set<SegmentId>,
     peers: Map<PeerKey, Remote>,
-    banned: Set<String>,
-    banned_order: VecDeque<String>,
+    banned: BanList,
     http_inflight: Set<Resource>,
     http_retry_at: Map<Resource, Millis>,
     /// Seed mode: requests waiting for a disk read.
@@ -113,8 +112,7 @@ impl Engine {
             suspects: Map::new(),
             origin_only: Set::new(),
             peers: Map::new(),
-            banned: Set::new(),
-            banned_order: VecDeque::new(),
+            banned: BanList::new(),
             http_inflight: Set::new(),
             http_retry_at: Map::new(),
             pending_loads: Map::new(),
@@ -189,7 +187,7 @@ impl Engine {
     /// Peer ids dropped for misbehaving, most recent last (at most
     /// `max_banned`).
     pub fn banned_ids(&self) -> impl DoubleEndedIterator<Item = &str> + '_ {
-        self.banned_order.iter().map(String::as_str)
+        self.banned.iter()
     }
 
     /// Free peer slots (drivers stop opening connections at 0).
@@ -348,14 +346,7 @@ impl Engine {
         };
         let id = r.id.clone();
         self.forget_peer(peer);
-        if self.banned.insert(id.clone()) {
-            self.banned_order.push_back(id.clone());
-            while self.banned_order.len() > self.cfg.max_banned {
-                if let Some(old) = self.banned_order.pop_front() {
-                    self.banned.remove(&old);
-                }
-            }
-        }
+        self.banned.insert(&id, self.cfg.max_banned);
         self.stats.peers_dropped += 1;
         self.out.push_back(Output::DropPeer {
             peer,

@@ -37,7 +37,7 @@
 //! believed one is ignored.
 
 use super::{init_signed_bytes, segment_uri, LiveManifest, LiveMeta, LIVE_SEGMENT_COUNT};
-use crate::engine::maps::{Map, Set};
+use crate::engine::maps::{BanList, Map, Set};
 use crate::engine::meter::Meter;
 use crate::engine::{Input, MediaEvent, Output, PeerKey, Resource, Stats};
 use crate::ids::SegmentId;
@@ -198,8 +198,7 @@ pub struct LiveEngine {
     next_check: u64,
     incoming: Map<u32, Incoming>,
     peers: Map<PeerKey, LivePeer>,
-    banned: Set<String>,
-    banned_order: VecDeque<String>,
+    banned: BanList,
     http_inflight: Set<Resource>,
     http_retry_at: Map<Resource, Millis>,
     init_sig_ok: bool,
@@ -284,8 +283,7 @@ impl LiveEngine {
             next_check: 0,
             incoming: Map::new(),
             peers: Map::new(),
-            banned: Set::new(),
-            banned_order: VecDeque::new(),
+            banned: BanList::new(),
             http_inflight: Set::new(),
             http_retry_at: Map::new(),
             init_sig_ok: false,
@@ -578,14 +576,7 @@ impl LiveEngine {
         };
         let id = r.id.clone();
         self.forget_peer(peer);
-        if self.banned.insert(id.clone()) {
-            self.banned_order.push_back(id);
-            while self.banned_order.len() > self.cfg.max_banned {
-                if let Some(old) = self.banned_order.pop_front() {
-                    self.banned.remove(&old);
-                }
-            }
-        }
+        self.banned.insert(&id, self.cfg.max_banned);
         self.stats.peers_dropped += 1;
         self.out.push_back(Output::DropPeer { peer, reason });
     }
