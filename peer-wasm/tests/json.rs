@@ -224,3 +224,73 @@ fn bad_manifests_are_refused_by_both_readers() {
         assert!(Manifest::from_json(&text).is_err(), "serde accepts {text}");
     }
 }
+
+fn live_manifest() -> swarm_proto::live::LiveManifest {
+    use swarm_proto::live::{LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION};
+    let meta = |seq: u32| LiveMeta {
+        seq,
+        start_ms: 1000 * seq as u64 + 21,
+        duration_ms: 1000,
+        capture_ms: 1_796_588_053_814 + 1000 * seq as u64,
+        size: 120_000 + seq % 1000,
+        sha256: [seq as u8; 32],
+        sig: [0xab; 64],
+    };
+    LiveManifest {
+        version: LIVE_MANIFEST_VERSION,
+        channel: "news-1".into(),
+        title: "News \"live\" é".into(),
+        mime: "video/mp4; codecs=\"avc1.64001f,mp4a.40.2\"".into(),
+        piece_size: 16384,
+        segment_ms: 1000,
+        playlist: "index.m3u8".into(),
+        init: SegmentEntry {
+            uri: "init.mp4".into(),
+            size: 1347,
+            sha256: sha256_hex(b"init"),
+            duration_ms: 0,
+        },
+        init_sig: [0x5a; 64],
+        public_key: [0x11; 32],
+        recent: vec![meta(482_946_777), meta(482_946_778)],
+        interrupted: Some("source ended".into()),
+    }
+}
+
+#[wasm_bindgen_test]
+fn a_live_manifest_reads_as_serde_wrote_it_and_bad_ones_are_refused() {
+    use shoal_peer::json::{any_manifest, AnyManifest};
+    use swarm_proto::live::LiveManifest;
+    let m = live_manifest();
+    let text = m.to_json();
+    match any_manifest(&text) {
+        Ok(AnyManifest::Live(ours)) => assert_eq!(ours, m),
+        Ok(AnyManifest::Vod(_)) => panic!("a live manifest read as on demand"),
+        Err(e) => panic!("{e}: {text}"),
+    }
+    assert_eq!(LiveManifest::from_json(&text), Ok(m.clone()));
+    let no_reason = swarm_proto::live::LiveManifest {
+        interrupted: None,
+        ..m.clone()
+    };
+    assert!(
+        matches!(any_manifest(&no_reason.to_json()), Ok(AnyManifest::Live(x)) if x == no_reason)
+    );
+    let bad = [
+        text.replacen("\"public_key\":\"1111", "\"public_key\":\"11", 1),
+        text.replacen("\"sig\":\"abab", "\"sig\":\"zzab", 1),
+        text.replacen("\"piece_size\":16384", "\"piece_size\":0", 1),
+        text.replacen("\"seq\":482946777", "\"seq\":-1", 1),
+        text.replacen("\"version\":1", "\"version\":2", 1),
+    ];
+    for t in bad {
+        assert_ne!(t, text);
+        assert!(any_manifest(&t).is_err(), "ours accepts {t}");
+        assert!(LiveManifest::from_json(&t).is_err(), "serde accepts {t}");
+    }
+    // An on-demand manifest is still one.
+    assert!(matches!(
+        any_manifest(&manifest().to_json()),
+        Ok(AnyManifest::Vod(_))
+    ));
+}
