@@ -99,6 +99,7 @@ export async function runLive({
       await page.goto(u.toString(), { timeout: 30_000 });
       log(`viewer ${i} joined`);
       const latencies = [];
+      const stallTimes = [];
       let samples = 0;
       let last = null;
       const end = joinedAt + watchS * 1000;
@@ -111,6 +112,10 @@ export async function runLive({
           `viewer ${i}: stats()`,
         );
         if (!s) continue;
+        // When each stall was first seen (s since the run started): stalls of
+        // every viewer at once point at the source or the seed.
+        const stalls = num(stat(s, 'stalls'));
+        if (stalls > num(stat(last, 'stalls'))) stallTimes.push(+((Date.now() - runStart) / 1000).toFixed(1));
         last = s;
         samples += 1;
         const lat = stat(s, 'latencyMs');
@@ -152,6 +157,7 @@ export async function runLive({
         latency_ms_median: latencies.length ? Math.round(median(latencies)) : null,
         latency_ms_max: latencies.length ? Math.round(Math.max(...latencies)) : null,
         latency_samples: latencies.length,
+        stall_times_s: stallTimes,
         samples,
         candidates: candidates.length,
         latencies,
