@@ -7,6 +7,8 @@ export interface ShoalOptions {
   signal?: string;
   /** Viewer token issued by the website's backend. */
   token?: string;
+  /** Live: the latency to hold behind the encoder, in ms (default 2000; at least a segment plus 800 ms is kept whatever is asked). */
+  liveLatencyMs?: number;
   /** Log peer events to the console. */
   debug?: boolean;
   /**

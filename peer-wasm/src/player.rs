@@ -41,7 +41,14 @@ pub(crate) struct Options {
     /// `performance.now()` when the page asked for playback (set by
     /// `Shoal.attach` and `<shoal-player>`): startup counts from there.
     pub started_at: Option<f64>,
+    /// Live: the latency to hold, in ms (`options.liveLatencyMs`).
+    pub live_latency_ms: Option<u64>,
 }
+
+/// Bounds of `options.liveLatencyMs` (the engine holds at least a segment
+/// plus 800 ms whatever is asked).
+const LIVE_LATENCY_MIN_MS: f64 = 500.0;
+const LIVE_LATENCY_MAX_MS: f64 = 120_000.0;
 
 /// How far back `options.startedAt` may lie.
 const STARTED_AT_MAX_AGE_MS: f64 = 600_000.0;
@@ -97,12 +104,27 @@ impl Options {
                 }
             }
         };
+        let live_latency_ms = match get("liveLatencyMs") {
+            None => None,
+            Some(v) => match v.as_f64() {
+                Some(ms) if (LIVE_LATENCY_MIN_MS..=LIVE_LATENCY_MAX_MS).contains(&ms) => {
+                    Some(ms as u64)
+                }
+                _ => {
+                    return Err(format!(
+                        "Shoal: options.liveLatencyMs must be a number of ms from {LIVE_LATENCY_MIN_MS} to {LIVE_LATENCY_MAX_MS}, not {v:?}"
+                    )
+                    .into())
+                }
+            },
+        };
         Ok(Options {
             src,
             signal,
             token: get("token").and_then(|v| v.as_string()),
             debug: get("debug").and_then(|v| v.as_bool()).unwrap_or(false),
             started_at,
+            live_latency_ms,
         })
     }
 }
@@ -253,7 +275,12 @@ async fn run_start(
         ),
         AnyManifest::Live(m) => {
             let key = m.public_key;
-            let e = LiveEngine::new(Arc::new(m), LiveConfig::default());
+            let d = LiveConfig::default();
+            let cfg = LiveConfig {
+                target_latency_ms: opts.live_latency_ms.unwrap_or(d.target_latency_ms),
+                ..d
+            };
+            let e = LiveEngine::new(Arc::new(m), cfg);
             (AnyEngine::Live(e), Some(key))
         }
     };
