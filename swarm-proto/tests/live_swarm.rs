@@ -254,4 +254,117 @@ mod strangers {
         );
         assert!(!e.has_segment(meta.seq));
     }
+
+    #[test]
+    fn a_viewer_that_claims_segments_it_never_sends_is_dropped() {
+        let (signer, mut e, meta, _) = setup();
+        let pk = signer.public_key();
+        drain(&mut e, &pk, 0);
+        connect(&mut e, 4, "claimer");
+        drain(&mut e, &pk, 0);
+        let allowance = LiveConfig::default().max_failed_wants as u64;
+        let timeout = LiveConfig::default().want_timeout_ms;
+        let mut now = 10;
+        let mut out = Vec::new();
+        // It announces one validly signed segment after another and never
+        // answers the wants that follow.
+        for i in 0..allowance + 3 {
+            let mut m = LiveMeta {
+                seq: meta.seq + i as u32,
+                start_ms: meta.start_ms + 1000 * i,
+                capture_ms: meta.capture_ms + 1000 * i,
+                ..meta
+            };
+            signer.sign_meta(CH, &mut m);
+            e.handle_input(
+                now,
+                Input::PeerData {
+                    peer: 4,
+                    data: &encode(&Message::LiveMeta(m)),
+                },
+            );
+            out.extend(drain(&mut e, &pk, now));
+            now += timeout + 1;
+            e.handle_input(now, Input::Timeout);
+            out.extend(drain(&mut e, &pk, now));
+            if dropped(&out, 4) {
+                break;
+            }
+        }
+        assert!(dropped(&out, 4), "a peer that never delivers was kept");
+        assert!(e.is_banned("claimer"));
+    }
+
+    #[test]
+    fn only_seeds_may_push() {
+        let (signer, mut e, meta, data) = setup();
+        let pk = signer.public_key();
+        drain(&mut e, &pk, 0);
+        connect(&mut e, 5, "pusher");
+        drain(&mut e, &pk, 0);
+        e.handle_input(
+            1,
+            Input::PeerData {
+                peer: 5,
+                data: &encode(&Message::LivePush(meta)),
+            },
+        );
+        let out = drain(&mut e, &pk, 1);
+        // Taken as an announcement: we ask for it instead of taking a push.
+        let want = encode(&Message::LiveWant { seq: meta.seq });
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::Send { peer: 5, data } if *data == want)));
+        // A seed's push is taken as it comes.
+        let (signer, mut e, meta, data2) = setup();
+        assert_eq!(data, data2);
+        drain(&mut e, &pk, 0);
+        e.handle_input(
+            0,
+            Input::PeerConnected {
+                peer: 6,
+                remote_id: "seed",
+                is_seed: true,
+            },
+        );
+        let hello = encode(&Message::Hello {
+            content_id: CH,
+            segments: LIVE_SEGMENT_COUNT,
+        });
+        e.handle_input(
+            0,
+            Input::PeerData {
+                peer: 6,
+                data: &hello,
+            },
+        );
+        drain(&mut e, &pk, 0);
+        e.handle_input(
+            1,
+            Input::PeerData {
+                peer: 6,
+                data: &encode(&Message::LivePush(meta)),
+            },
+        );
+        for (i, chunk) in data2.chunks(16 * 1024).enumerate() {
+            let m = Message::Piece {
+                seg: meta.seq,
+                piece: i as u32,
+                data: chunk,
+            };
+            e.handle_input(
+                2,
+                Input::PeerData {
+                    peer: 6,
+                    data: &encode(&m),
+                },
+            );
+        }
+        let out = drain(&mut e, &signer.public_key(), 2);
+        assert!(
+            e.has_segment(meta.seq),
+            "the seed's push was not taken: {out:?}"
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Send { peer: 6, data } if *data == encode(&Message::LiveWant { seq: meta.seq }))));
+    }
 }

@@ -21,7 +21,11 @@
 //! differs from the believed one for the same sequence, drops its sender. A
 //! segment comes whole from one sender, in order, so a hash mismatch blames
 //! exactly that sender. Pieces nobody asked for are discarded and counted;
-//! past `max_unsolicited` their sender is dropped.
+//! past `max_unsolicited` their sender is dropped (a seed, which holds a
+//! credential, is only counted: its late pushes are not hostile). Only
+//! seed peers may push; a viewer's push is taken as an announcement. A
+//! viewer whose wants time out `max_failed_wants` more often than it
+//! delivers is dropped: it claims segments it does not send.
 //!
 //! **The live edge.** Playback starts at the media time whose capture lies
 //! `target_latency_ms` before now (the wall clock the driver passes with
@@ -98,8 +102,11 @@ pub struct LiveConfig {
     pub max_upload_backlog: u64,
     pub max_banned: usize,
     pub idle_timeout_ms: u64,
-    /// Unsolicited pieces a peer may send before it is dropped.
+    /// Unsolicited pieces a viewer may send before it is dropped.
     pub max_unsolicited: u32,
+    /// Wants a viewer may leave unanswered (timeouts) beyond the segments
+    /// it delivered before it is dropped as claiming what it does not send.
+    pub max_failed_wants: u32,
     pub http_retry_ms: u64,
     /// Descriptions sent to a peer that just connected (newest first).
     pub announce_recent: usize,
@@ -131,6 +138,7 @@ impl Default for LiveConfig {
             max_banned: 1024,
             idle_timeout_ms: 60_000,
             max_unsolicited: 256,
+            max_failed_wants: 4,
             http_retry_ms: 500,
             announce_recent: 8,
         }
@@ -145,6 +153,9 @@ struct LivePeer {
     holds: Set<u32>,
     /// Our wants outstanding at it.
     wants: u32,
+    /// Our wants it left unanswered (timed out), and segments it delivered.
+    failed: u32,
+    delivered: u32,
     unsolicited: u32,
     buffered: u64,
     last_heard: Millis,
@@ -547,6 +558,8 @@ impl LiveEngine {
                 hello: false,
                 holds: Set::new(),
                 wants: 0,
+                failed: 0,
+                delivered: 0,
                 unsolicited: 0,
                 buffered: 0,
                 last_heard: self.now,
@@ -637,7 +650,13 @@ impl LiveEngine {
                 r.hello = true;
             }
             Message::LiveMeta(m) => self.on_meta(Some(peer), m, false),
-            Message::LivePush(m) => self.on_meta(Some(peer), m, true),
+            // Only seeds push (viewers announce, then are asked): a viewer's
+            // push is taken as a plain announcement, and its pieces as
+            // unsolicited.
+            Message::LivePush(m) => {
+                let seed = r.is_seed;
+                self.on_meta(Some(peer), m, seed)
+            }
             Message::LiveWant { seq } => self.on_want(peer, seq),
             Message::Piece { seg, piece, data } => self.on_piece(peer, seg, piece, data),
             Message::Reject { seg, .. } => self.on_reject(peer, seg),
@@ -805,7 +824,8 @@ impl LiveEngine {
         match (data, meta) {
             (Some(data), Some(meta))
                 if r.buffered + data.len() as u64 <= self.cfg.max_buffered_bytes
-                    && (backlog == 0
+                    && (self.seeding
+                        || backlog == 0
                         || backlog + data.len() as u64 <= self.cfg.max_upload_backlog) =>
             {
                 self.send_pieces(peer, &meta, &data)
@@ -839,7 +859,9 @@ impl LiveEngine {
             // A late answer to a want given up, or bytes nobody asked for.
             self.stats.unsolicited_pieces += 1;
             r.unsolicited += 1;
-            if r.unsolicited > self.cfg.max_unsolicited {
+            // A seed's push that arrives after we gave up on it is late, not
+            // hostile: seeds hold a credential and are only counted.
+            if r.unsolicited > self.cfg.max_unsolicited && !r.is_seed {
                 let reason = format!("sent {} pieces nobody asked for", r.unsolicited);
                 self.drop_peer(peer, reason);
             }
@@ -873,6 +895,7 @@ impl LiveEngine {
             if !inc.pushed {
                 r.wants = r.wants.saturating_sub(1);
             }
+            r.delivered += 1;
         }
         let hash: [u8; 32] = Sha256::digest(&inc.buf).into();
         if inc.buf.len() != meta.size as usize || hash != meta.sha256 {
@@ -948,12 +971,25 @@ impl LiveEngine {
             .filter(|(_, i)| i.since < cutoff)
             .map(|(&s, _)| s)
             .collect();
+        let allowance = self.cfg.max_failed_wants;
         for seq in late {
-            let from = self.incoming[&seq].from;
+            let (from, pushed) = (self.incoming[&seq].from, self.incoming[&seq].pushed);
             self.drop_incoming(seq);
             // Ask someone else next time.
-            if let Some(r) = self.peers.get_mut(&from) {
-                r.holds.remove(&seq);
+            let Some(r) = self.peers.get_mut(&from) else {
+                continue;
+            };
+            r.holds.remove(&seq);
+            if pushed || r.is_seed {
+                continue;
+            }
+            r.failed += 1;
+            if r.failed > r.delivered + allowance {
+                let reason = format!(
+                    "left {} wants unanswered against {} segments delivered: it claims segments it does not send",
+                    r.failed, r.delivered
+                );
+                self.drop_peer(from, reason);
             }
         }
     }
