@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the viewer (crate shoal-peer) for the browser into web-demo/pkg:
+# Builds the viewer (crate shoal-peer) for the browser into web-demo/pkg,
+# twice (on demand only, and with live channels):
 # cargo build for wasm32 with the size profile `wasm` (Cargo.toml),
 # wasm-bindgen --target web without the name section, wasm-opt -Oz
 # (binaryen, installed by setup.sh), the lead's JS
@@ -10,25 +11,31 @@ cd "$ROOT"
 out=web-demo/pkg
 wasm="${CARGO_TARGET_DIR:-target}"/wasm32-unknown-unknown/wasm/shoal_peer.wasm
 
-log "wasm: cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm"
-cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm
-[ -f "$wasm" ] || die "$wasm was not produced (is shoal-peer a cdylib?)"
-
-# wasm-opt runs before wasm-bindgen: binaryen 108 (Debian's) mistypes the
-# externref table wasm-bindgen adds, so it only ever sees rustc's output.
-# The flags are the features rustc's wasm32 target emits (108 enables none
-# by default).
+# Two bundles: shoal_peer (videos on demand) and shoal_peer_live (with the
+# live engine, feature `live`); shoal.js loads the one a page's src needs.
 command -v wasm-opt >/dev/null 2>&1 || die "wasm-opt is missing: run scripts/setup.sh (Debian package binaryen)"
-opt="${wasm%.wasm}.opt.wasm"
-log "wasm: wasm-opt -Oz"
-wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
-  --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
-  "$wasm" -o "$opt"
-
 mkdir -p "$out"
-log "wasm: wasm-bindgen --target web -> $out"
-wasm-bindgen --target web --remove-name-section --remove-producers-section \
-  --out-dir "$out" --out-name shoal_peer "$opt"
+build_bundle() {
+  local name=$1
+  shift
+  log "wasm: cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm $* ($name)"
+  cargo build -p shoal-peer --target wasm32-unknown-unknown --profile wasm "$@"
+  [ -f "$wasm" ] || die "$wasm was not produced (is shoal-peer a cdylib?)"
+  # wasm-opt runs before wasm-bindgen: binaryen 108 (Debian's) mistypes the
+  # externref table wasm-bindgen adds, so it only ever sees rustc's output.
+  # The flags are the features rustc's wasm32 target emits (108 enables none
+  # by default).
+  local opt="${wasm%.wasm}.$name.opt.wasm"
+  log "wasm: wasm-opt -Oz ($name)"
+  wasm-opt -Oz --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+    --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
+    "$wasm" -o "$opt"
+  log "wasm: wasm-bindgen --target web -> $out/$name.js"
+  wasm-bindgen --target web --remove-name-section --remove-producers-section \
+    --out-dir "$out" --out-name "$name" "$opt"
+}
+build_bundle shoal_peer
+build_bundle shoal_peer_live --features live
 
 for f in shoal.js shoal.d.ts; do
   if [ -f "peer-wasm/js/$f" ]; then
@@ -37,10 +44,12 @@ for f in shoal.js shoal.d.ts; do
   fi
 done
 
-bg="$out/shoal_peer_bg.wasm"
-raw=$(wc -c <"$bg")
-gz=$(gzip -9c "$bg" | wc -c)
-log "wasm: $bg: $raw bytes, $gz bytes gzipped (gzip -9)"
+for name in shoal_peer shoal_peer_live; do
+  bg="$out/${name}_bg.wasm"
+  raw=$(wc -c <"$bg")
+  gz=$(gzip -9c "$bg" | wc -c)
+  log "wasm: $bg: $raw bytes, $gz bytes gzipped (gzip -9)"
+done
 
 # The admin console's chart library (npm package uplot, a dev dependency
 # installed by setup.sh), served by the signal server at /admin/vendor/.

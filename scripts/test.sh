@@ -48,24 +48,27 @@ bash scripts/fuzz.sh 15
 
 # Browser tests of the wasm crates. Forced into the browser even where a
 # crate has not called wasm_bindgen_test_configure!(run_in_browser).
-wasm_browser_tests() {
+wasm_browser_tests() {  # PACKAGE DIR [cargo flags, e.g. --features live]
   local pkg=$1 dir=$2
+  shift 2
   if ! grep -q 'wasm-bindgen-test' "$dir/Cargo.toml"; then
     log "wasm: $pkg has no wasm-bindgen-test dev-dependency yet: skipped"
     return 0
   fi
   [ -f "$dir/webdriver.json" ] || die "$dir/webdriver.json is missing"
-  step "wasm: cargo test -p $pkg --target wasm32-unknown-unknown (headless Chromium)"
-  cargo test -p "$pkg" --target wasm32-unknown-unknown --no-run
+  step "wasm: cargo test -p $pkg --target wasm32-unknown-unknown $* (headless Chromium)"
+  cargo test -p "$pkg" --target wasm32-unknown-unknown "$@" --no-run
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
   CHROMEDRIVER=/usr/bin/chromedriver \
   WASM_BINDGEN_USE_BROWSER=1 \
   WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-180}" \
     timeout --kill-after=30 900 \
-    "${NETNS[@]}" cargo test -p "$pkg" --target wasm32-unknown-unknown --offline
+    "${NETNS[@]}" cargo test -p "$pkg" --target wasm32-unknown-unknown "$@" --offline
 }
 wasm_browser_tests swarm-proto swarm-proto
+# The player in both builds: on demand only, and with live channels.
 wasm_browser_tests shoal-peer peer-wasm
+wasm_browser_tests shoal-peer peer-wasm --features live
 
 step "wasm bundle"
 bash scripts/build-wasm.sh

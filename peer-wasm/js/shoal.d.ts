@@ -9,6 +9,8 @@ export interface ShoalOptions {
   token?: string;
   /** Live: the latency to hold behind the encoder, in ms (default 2000; at least a segment plus 800 ms is kept whatever is asked). */
   liveLatencyMs?: number;
+  /** Load the build with live channels; by default it is loaded when `src` ends in `/live.json`. */
+  live?: boolean;
   /** Log peer events to the console. */
   debug?: boolean;
   /**
@@ -104,7 +106,8 @@ export interface ShoalPlayer {
 }
 
 export interface ShoalApi {
-  ready(): Promise<unknown>;
+  /** Loads the Wasm peer: the build with live channels when `live` is true. */
+  ready(live?: boolean): Promise<unknown>;
   attach(video: HTMLVideoElement, options: ShoalOptions): Promise<ShoalPlayer>;
 }
 

@@ -6,14 +6,26 @@
   "use strict";
   var script = document.currentScript;
   var base = new URL(".", script ? script.src : location.href).href;
-  var ready = null;
-  function load() {
-    if (!ready) {
-      ready = import(base + "shoal_peer.js").then(function (m) {
-        return m.default({ module_or_path: base + "shoal_peer_bg.wasm" }).then(function () { return m; });
+  // Two builds of the peer: videos on demand only (the smaller), and with
+  // live channels. Each is fetched and compiled once, when first needed.
+  var ready = {};
+  function load(live) {
+    var name = live ? "shoal_peer_live" : "shoal_peer";
+    if (!ready[name]) {
+      ready[name] = import(base + name + ".js").then(function (m) {
+        return m.default({ module_or_path: base + name + "_bg.wasm" }).then(function () { return m; });
       });
     }
-    return ready;
+    return ready[name];
+  }
+  // A live channel's manifest is `.../live.json` (options.live overrides).
+  function isLive(opts) {
+    if (opts.live != null) return !!opts.live;
+    try {
+      return /\/live\.json$/.test(new URL(opts.src, location.href).pathname);
+    } catch (e) {
+      return false;
+    }
   }
 
   // Creates a player, hands it to `created` (which may refuse it: the
@@ -24,7 +36,7 @@
   function begin(video, options, created) {
     var opts = Object.assign({}, options || {});
     if (opts.startedAt == null && window.performance) opts.startedAt = performance.now();
-    return load().then(function (m) {
+    return load(isLive(opts)).then(function (m) {
       var player = new m.Player(video, opts);
       if (created && !created(player)) {
         player.destroy();
@@ -38,8 +50,8 @@
   }
 
   var Shoal = {
-    /** Loads the Wasm peer (done automatically by attach). */
-    ready: load,
+    /** Loads the Wasm peer (done automatically by attach); `live` picks the build with live channels. */
+    ready: function (live) { return load(!!live); },
     /** Plays `options.src` (a Shoal manifest URL) in `video`, peer to peer. */
     attach: function (video, options) { return begin(video, options); },
   };

@@ -11,7 +11,7 @@
 //! connection that has not opened its channel within 10 s is closed.
 
 use crate::fetch::{HttpEv, Origins};
-use crate::lifecycle::{post, Cb, Ev, Shared, Timer};
+use crate::lifecycle::{Cb, Ev, Shared, Timer};
 use crate::media::{Media, MediaEv};
 use crate::metrics::Snapshot;
 use crate::player::Options;
@@ -143,10 +143,12 @@ impl Driver {
             Ev::Rtc(ev) => self.on_rtc(ev, weak),
             Ev::Http(ev) => self.on_http(ev),
             Ev::Media(ev) => self.on_media(ev),
+            #[cfg(feature = "live")]
             Ev::Signature { id, result } => match result {
                 Ok(ok) => self.input(Input::SignatureChecked { id, ok }),
                 Err(e) => self.fail(format!("Shoal: {e}")),
             },
+            #[cfg(feature = "live")]
             Ev::LiveRecent(metas, interrupted) => {
                 self.input(Input::LiveRecent { metas: &metas });
                 if let Some(reason) = interrupted {
@@ -617,16 +619,29 @@ impl Driver {
                     message,
                     signature,
                 } => match self.live_key {
+                    #[cfg(feature = "live")]
                     Some(key) => crate::crypto::check(weak, id, key, message, signature),
-                    None => self.input(Input::SignatureChecked { id, ok: false }),
+                    _ => {
+                        let _ = (message, signature);
+                        self.input(Input::SignatureChecked { id, ok: false })
+                    }
                 },
+                #[cfg(feature = "live")]
                 Output::SeekTo { position_ms } => self.media.push_seek(position_ms),
+                #[cfg(feature = "live")]
                 Output::PlaybackRate { permille } => self.media.set_rate(permille),
+                #[cfg(feature = "live")]
                 Output::RefreshLiveManifest => self.refresh_live_manifest(weak),
+                // Live-channel outputs: an on-demand engine has none.
+                #[cfg(not(feature = "live"))]
+                Output::SeekTo { .. }
+                | Output::PlaybackRate { .. }
+                | Output::RefreshLiveManifest => {}
             }
         }
     }
 
+    #[cfg(feature = "live")]
     /// Live: fetches `live.json` again; its descriptions come back as
     /// [`Ev::LiveRecent`] (none if the fetch or the parse failed).
     fn refresh_live_manifest(&self, weak: &Weak<Shared>) {
@@ -649,7 +664,7 @@ impl Driver {
                     (Vec::new(), None)
                 }
             };
-            post(&weak, Ev::LiveRecent(recent, interrupted));
+            crate::lifecycle::post(&weak, Ev::LiveRecent(recent, interrupted));
         });
     }
 

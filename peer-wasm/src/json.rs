@@ -15,6 +15,7 @@
 //! `null` counts as missing for optional fields.
 
 use js_sys::{Array, Reflect, JSON};
+#[cfg(feature = "live")]
 use swarm_proto::live::{LiveManifest, LiveMeta};
 use swarm_proto::manifest::{ManifestError, ManifestParts, SegmentEntry};
 use swarm_proto::signal::{
@@ -98,6 +99,7 @@ impl Obj {
     }
 
     /// A fixed number of bytes written as hex.
+    #[cfg(feature = "live")]
     fn hex<const N: usize>(&self, k: &str) -> Result<[u8; N], String> {
         let mut out = [0u8; N];
         hex::decode_to_slice(self.str(k)?, &mut out)
@@ -272,6 +274,8 @@ fn read_manifest(text: &str) -> Result<ManifestParts, String> {
 /// A manifest of either kind: a live channel's has a `channel` field.
 pub enum AnyManifest {
     Vod(Manifest),
+    /// Read only by the build with live channels (feature `live`).
+    #[cfg(feature = "live")]
     Live(LiveManifest),
 }
 
@@ -283,11 +287,17 @@ pub fn any_manifest(text: &str) -> Result<AnyManifest, String> {
             .map_err(|e| e.to_string())?;
         return Ok(AnyManifest::Vod(m));
     }
-    let m = read_live(&o)?;
-    m.check().map_err(|e| e.to_string())?;
-    Ok(AnyManifest::Live(m))
+    #[cfg(not(feature = "live"))]
+    return Err("a live channel's manifest: this build of the player plays videos on demand only; shoal.js loads the live build for a src ending in /live.json (or pass live: true)".into());
+    #[cfg(feature = "live")]
+    {
+        let m = read_live(&o)?;
+        m.check().map_err(|e| e.to_string())?;
+        Ok(AnyManifest::Live(m))
+    }
 }
 
+#[cfg(feature = "live")]
 fn read_live(o: &Obj) -> Result<LiveManifest, String> {
     Ok(LiveManifest {
         version: o.u32("version")?,
@@ -305,6 +315,7 @@ fn read_live(o: &Obj) -> Result<LiveManifest, String> {
     })
 }
 
+#[cfg(feature = "live")]
 fn live_meta(o: &Obj) -> Result<LiveMeta, String> {
     Ok(LiveMeta {
         seq: o.u32("seq")?,

@@ -27,6 +27,7 @@
 //! `js/shoal.js` wraps [`Player`] as `Shoal.attach()` and the
 //! `<shoal-player>` element.
 
+#[cfg(feature = "live")]
 mod crypto;
 mod driver;
 mod fetch;

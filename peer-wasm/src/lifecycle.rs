@@ -41,12 +41,14 @@ pub(crate) enum Ev {
     Media(MediaEv),
     /// Live: a signature check asked by the engine (`Err`: the browser
     /// cannot check signatures at all).
+    #[cfg(feature = "live")]
     Signature {
         id: u64,
         result: Result<bool, String>,
     },
     /// Live: the descriptions of a fresh `live.json` (empty if it failed),
     /// and why the channel is interrupted, if it is.
+    #[cfg(feature = "live")]
     LiveRecent(Vec<swarm_proto::live::LiveMeta>, Option<String>),
 }
 

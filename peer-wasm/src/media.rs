@@ -73,6 +73,7 @@ enum Op {
         end: f64,
     },
     /// Move the playhead (seconds).
+    #[cfg(feature = "live")]
     Seek(f64),
     EndOfStream,
 }
@@ -86,6 +87,7 @@ pub(crate) fn show_notice(video: &HtmlVideoElement, text: &str) {
 
 /// A passing condition (a live channel interrupted): the same banner,
 /// with `shoal-interrupted` fired instead; [`clear_status`] removes it.
+#[cfg(feature = "live")]
 pub(crate) fn show_status(video: &HtmlVideoElement, text: &str) {
     banner(video, text, "shoal-interrupted");
 }
@@ -212,6 +214,7 @@ impl Media {
 
     /// Moves the playhead once what was queued before is appended (live:
     /// joining near the edge, jumping a gap).
+    #[cfg(feature = "live")]
     pub fn push_seek(&mut self, position_ms: u64) {
         self.queue.push_back(Op::Seek(position_ms as f64 / 1000.0));
     }
@@ -224,6 +227,7 @@ impl Media {
     }
 
     /// Live: playing faster to catch up with the edge, in thousandths.
+    #[cfg(feature = "live")]
     pub fn set_rate(&self, permille: u32) {
         self.at.video.set_playback_rate(permille as f64 / 1000.0);
     }
@@ -295,6 +299,7 @@ impl Media {
                         }
                     }
                 }
+                #[cfg(feature = "live")]
                 Op::Seek(t) => {
                     self.own_seeks += 1;
                     self.at.video.set_current_time(t);

@@ -22,6 +22,7 @@ use js_sys::{Array, Promise, Reflect};
 use std::rc::Rc;
 use std::sync::Arc;
 use swarm_proto::engine::{Config, Engine};
+#[cfg(feature = "live")]
 use swarm_proto::live::{LiveConfig, LiveEngine};
 use swarm_proto::AnyEngine;
 use wasm_bindgen::prelude::*;
@@ -41,7 +42,9 @@ pub(crate) struct Options {
     /// `performance.now()` when the page asked for playback (set by
     /// `Shoal.attach` and `<shoal-player>`): startup counts from there.
     pub started_at: Option<f64>,
-    /// Live: the latency to hold, in ms (`options.liveLatencyMs`).
+    /// Live: the latency to hold, in ms (`options.liveLatencyMs`; checked
+    /// in every build, used by the live one).
+    #[cfg_attr(not(feature = "live"), allow(dead_code))]
     pub live_latency_ms: Option<u64>,
 }
 
@@ -242,6 +245,7 @@ async fn run_start(
         .map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
     let (mime, swarm, dir, duration_ms) = match &manifest {
         AnyManifest::Vod(m) => (m.mime(), m.content_id(), "vod", Some(m.duration_ms())),
+        #[cfg(feature = "live")]
         AnyManifest::Live(m) => (m.mime.as_str(), m.channel.as_str(), "live", None),
     };
     if !MediaSource::is_type_supported(mime) {
@@ -273,6 +277,7 @@ async fn run_start(
             AnyEngine::Vod(Engine::new(Arc::new(m), Config::default())),
             None,
         ),
+        #[cfg(feature = "live")]
         AnyManifest::Live(m) => {
             let key = m.public_key;
             let d = LiveConfig::default();

@@ -257,6 +257,7 @@ fn live_manifest() -> swarm_proto::live::LiveManifest {
     }
 }
 
+#[cfg(feature = "live")]
 #[wasm_bindgen_test]
 fn a_live_manifest_reads_as_serde_wrote_it_and_bad_ones_are_refused() {
     use shoal_peer::json::{any_manifest, AnyManifest};
@@ -292,5 +293,20 @@ fn a_live_manifest_reads_as_serde_wrote_it_and_bad_ones_are_refused() {
     assert!(matches!(
         any_manifest(&manifest().to_json()),
         Ok(AnyManifest::Vod(_))
+    ));
+}
+
+/// The on-demand build says which build plays a live channel.
+#[cfg(not(feature = "live"))]
+#[wasm_bindgen_test]
+fn the_on_demand_build_refuses_a_live_manifest_and_names_the_live_build() {
+    let e = match shoal_peer::json::any_manifest(&live_manifest().to_json()) {
+        Err(e) => e,
+        Ok(_) => panic!("the on-demand build read a live manifest"),
+    };
+    assert!(e.contains("live build"), "{e}");
+    assert!(matches!(
+        shoal_peer::json::any_manifest(&manifest().to_json()),
+        Ok(shoal_peer::json::AnyManifest::Vod(_))
     ));
 }

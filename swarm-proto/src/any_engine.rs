@@ -3,11 +3,14 @@
 //! [`Input`]s and [`Output`]s, and the few questions a driver asks.
 
 use crate::engine::{Engine, Input, Output, Resource, Stats, Tables};
+#[cfg(feature = "live-engine")]
 use crate::live::{LiveEngine, MAX_LIVE_SEGMENT_BYTES};
 use crate::Millis;
 
 pub enum AnyEngine {
     Vod(Engine),
+    /// Only with the `live-engine` feature.
+    #[cfg(feature = "live-engine")]
     Live(LiveEngine),
 }
 
@@ -15,6 +18,7 @@ impl AnyEngine {
     pub fn handle_input(&mut self, now: Millis, input: Input<'_>) {
         match self {
             AnyEngine::Vod(e) => e.handle_input(now, input),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.handle_input(now, input),
         }
     }
@@ -22,6 +26,7 @@ impl AnyEngine {
     pub fn poll_output(&mut self) -> Option<Output> {
         match self {
             AnyEngine::Vod(e) => e.poll_output(),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.poll_output(),
         }
     }
@@ -29,6 +34,7 @@ impl AnyEngine {
     pub fn poll_timeout(&self) -> Option<Millis> {
         match self {
             AnyEngine::Vod(e) => e.poll_timeout(),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.poll_timeout(),
         }
     }
@@ -36,6 +42,7 @@ impl AnyEngine {
     pub fn stats(&self) -> Stats {
         match self {
             AnyEngine::Vod(e) => e.stats(),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.stats(),
         }
     }
@@ -43,6 +50,7 @@ impl AnyEngine {
     pub fn tables(&self) -> Tables {
         match self {
             AnyEngine::Vod(e) => e.tables(),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.tables(),
         }
     }
@@ -50,6 +58,7 @@ impl AnyEngine {
     pub fn is_banned(&self, remote_id: &str) -> bool {
         match self {
             AnyEngine::Vod(e) => e.is_banned(remote_id),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.is_banned(remote_id),
         }
     }
@@ -57,6 +66,7 @@ impl AnyEngine {
     pub fn max_peers(&self) -> usize {
         match self {
             AnyEngine::Vod(e) => e.config().max_peers,
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.config().max_peers,
         }
     }
@@ -64,6 +74,7 @@ impl AnyEngine {
     pub fn count_startup_from(&mut self, at: Millis) {
         match self {
             AnyEngine::Vod(e) => e.count_startup_from(at),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.count_startup_from(at),
         }
     }
@@ -73,6 +84,7 @@ impl AnyEngine {
     pub fn swarm(&self) -> &str {
         match self {
             AnyEngine::Vod(e) => e.manifest().content_id(),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => &e.manifest().channel,
         }
     }
@@ -89,6 +101,7 @@ impl AnyEngine {
                 };
                 (entry.uri.clone(), entry.size)
             }
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => (e.uri(res), MAX_LIVE_SEGMENT_BYTES as u64),
         }
     }
@@ -97,6 +110,7 @@ impl AnyEngine {
     pub fn segment_count(&self) -> Option<u32> {
         match self {
             AnyEngine::Vod(e) => Some(e.manifest().segment_count()),
+            #[cfg(feature = "live-engine")]
             AnyEngine::Live(_) => None,
         }
     }

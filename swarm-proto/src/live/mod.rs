@@ -21,12 +21,14 @@
 //! engine asks with [`crate::Output::CheckSignature`] and is answered with
 //! [`crate::Input::SignatureChecked`].
 
+#[cfg(feature = "live-engine")]
 pub mod engine;
 #[cfg(feature = "ed25519")]
 pub mod sign;
 #[cfg(feature = "ed25519")]
 pub mod sim;
 
+#[cfg(feature = "live-engine")]
 pub use engine::{LiveConfig, LiveEngine};
 
 use crate::manifest::{
