@@ -120,7 +120,7 @@ async fn play_live(
                 }
                 Output::RefreshLiveManifest => {
                     let url = format!("{origin}/live.json");
-                    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+                    let text = get_text(&http, url).await;
                     let m = LiveManifest::from_json(&text).unwrap();
                     played.refreshes += 1;
                     engine.handle_input(now(), Input::LiveRecent { metas: &m.recent });
@@ -171,6 +171,13 @@ async fn play_live(
     played
 }
 
+/// The body of a GET that must succeed.
+async fn get_text(http: &reqwest::Client, url: String) -> String {
+    let resp = http.get(&url).send().await.unwrap();
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    resp.text().await.unwrap()
+}
+
 fn assert_consecutive(what: &str, seqs: &[u32]) {
     for w in seqs.windows(2) {
         assert_eq!(w[1], w[0] + 1, "{what}: appends out of order: {seqs:?}");
@@ -199,26 +206,12 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
     })
     .await;
     let http = reqwest::Client::new();
-    let text = http
-        .get(format!("{origin}/live/demo/live.json"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = get_text(&http, format!("{origin}/live/demo/live.json")).await;
     let manifest = LiveManifest::from_json(&text).unwrap();
     assert_eq!(manifest.public_key, ch.public_key());
     assert!(manifest.mime.contains("avc1."), "{}", manifest.mime);
     assert!(!manifest.recent.is_empty());
-    let playlist = http
-        .get(format!("{origin}/live/demo/index.m3u8"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let playlist = get_text(&http, format!("{origin}/live/demo/index.m3u8")).await;
     assert!(playlist.contains("#EXT-X-PROGRAM-DATE-TIME:"), "{playlist}");
     assert!(
         playlist.contains("#EXT-X-MAP:URI=\"init.mp4\""),
@@ -258,17 +251,9 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
     // A viewer connected to the seed: new segments are pushed to it.
     let host = RtcHost::new(RtcConfig::default());
     let viewer = connect_to_hub(&hub, &host, "demo", "viewer-1").await;
-    let fresh = LiveManifest::from_json(
-        &http
-            .get(format!("{origin}/live/demo/live.json"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let fresh =
+        LiveManifest::from_json(&get_text(&http, format!("{origin}/live/demo/live.json")).await)
+            .unwrap();
     let p = play_live(
         fresh,
         key,

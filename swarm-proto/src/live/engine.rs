@@ -363,17 +363,19 @@ impl LiveEngine {
         self.cfg.max_peers.saturating_sub(self.peers.len())
     }
 
-    /// Table sizes, each bounded by [`LiveConfig`].
+    /// Table sizes, each bounded by [`LiveConfig`]: peers, segments being
+    /// received (`partial_segments`), stored segments and bytes, bans.
     pub fn tables(&self) -> crate::engine::Tables {
         crate::engine::Tables {
             peers: self.peers.len(),
             partial_segments: self.incoming.len(),
             stored_segments: self.store.len(),
             stored_bytes: self.store.values().map(|d| d.len()).sum(),
-            rejects: self.peers.values().map(|p| p.holds.len()).sum(),
             banned: self.banned.len(),
-            pending_loads: self.checks.len(),
-            suspects: self.metas.len(),
+            // Tables only the on-demand engine has.
+            rejects: 0,
+            pending_loads: 0,
+            suspects: 0,
         }
     }
 
