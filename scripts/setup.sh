@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the build, the tests and the demo need, only when missing:
-# Chromium + ChromeDriver + ffmpeg + iproute2 + binaryen (apt), the wasm32 target,
+# Chromium + ChromeDriver + ffmpeg + iproute2 + binaryen + coturn + iptables (apt), the wasm32 target,
 # wasm-bindgen-cli (pinned to the wasm-bindgen crate's version), cargo-fuzz
 # and the npm dev dependencies. Fast when everything is already there.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -15,8 +15,38 @@ if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] \
   as_root apt-get update -q
   as_root apt-get install -y -q --no-install-recommends \
     chromium chromium-driver ffmpeg iproute2 binaryen
+  apt_updated=1
 else
   log "setup: chromium, chromedriver, ffmpeg, ip, wasm-opt: present"
+fi
+# The NAT lab of tests/e2e/nat.test.mjs and bench:nat: coturn (turnserver,
+# turnutils_stunclient) and iptables (each home router's MASQUERADE). The
+# tests start turnserver themselves, only inside their network namespaces:
+# Debian's coturn package would enable and start a system-wide coturn on a
+# machine running systemd, so it is installed with services kept from
+# starting (policy-rc.d) and its unit is disabled.
+have_sbin() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+if [ ! -x /usr/bin/turnserver ] || ! command -v turnutils_stunclient >/dev/null 2>&1 \
+   || ! have_sbin iptables; then
+  log "setup: installing coturn, iptables (apt; coturn's system service is not started)"
+  export DEBIAN_FRONTEND=noninteractive
+  [ "${apt_updated:-0}" = 1 ] || as_root apt-get update -q
+  made_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  as_root apt-get install -y -q --no-install-recommends coturn iptables || {
+    [ "$made_policy" = 1 ] && as_root rm -f /usr/sbin/policy-rc.d
+    die "apt-get install coturn iptables failed"
+  }
+  [ "$made_policy" = 1 ] && as_root rm -f /usr/sbin/policy-rc.d
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now coturn.service >/dev/null 2>&1 || true
+  fi
+else
+  log "setup: turnserver, iptables: present"
 fi
 command -v unshare >/dev/null 2>&1 || die "unshare (util-linux) is missing"
 

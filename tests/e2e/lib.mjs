@@ -7,7 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -203,7 +203,9 @@ export function signalWsUrl(signalUrl) {
  * options: media (dir, default .shoal/media), cache (dir, default a fresh temp
  * dir), signalArgs / seedArgs (extra CLI flags), env (extra environment),
  * timeoutMs (seed readiness, default 120 s: the seed packages the media first),
- * seed: false to start the signal server alone.
+ * seed: false to start the signal server alone, host (the IPv4 address both
+ * servers listen on and the seed's WebRTC sockets bind, default 127.0.0.1;
+ * the NAT lab's public address in nat.test.mjs).
  *
  * Returns { signalUrl, signalWs, seedUrl, signal, seed, logs(), stop() }.
  */
@@ -218,7 +220,11 @@ export async function startServers({
   // Run the seed from the release build (benchmarks; `cargo build --release -p shoal-seed`
   // first). The default, and every e2e test, uses the debug build.
   release = false,
+  host = '127.0.0.1',
 } = {}) {
+  const listen = `${host}:0`;
+  // The seed's WebRTC sockets bind its --rtc-ip (default 127.0.0.1).
+  const rtcArgs = host === '127.0.0.1' ? [] : ['--rtc-ip', host];
   cache ??= await tempDir('shoal-cache-');
   // Seeds sign their own credential with the signal server's seed key (one
   // random key per run), as an operator running both would.
@@ -227,7 +233,7 @@ export async function startServers({
   const signal = spawnServer(
     'signal',
     path.join(TARGET_DIR, 'debug', 'shoal-signal'),
-    ['--listen', '127.0.0.1:0', '--web-dir', WEB_DIR, '--pkg-dir', PKG_DIR, ...signalArgs],
+    ['--listen', listen, '--web-dir', WEB_DIR, '--pkg-dir', PKG_DIR, ...signalArgs],
     { env, marker: 'SHOAL_SIGNAL_LISTENING', timeoutMs: 30_000 },
   );
   const signalUrl = await signal.ready;
@@ -239,7 +245,7 @@ export async function startServers({
       seed = spawnServer(
         'seed',
         seedBin,
-        ['--media', media, '--cache', cache, '--listen', '127.0.0.1:0', '--signal', signalWs, ...seedArgs],
+        ['--media', media, '--cache', cache, '--listen', listen, ...rtcArgs, '--signal', signalWs, ...seedArgs],
         { env, marker: 'SHOAL_SEED_LISTENING', timeoutMs },
       );
       seedUrl = await seed.ready;
@@ -262,7 +268,7 @@ export async function startServers({
       const s = spawnServer(
         `seed${extraSeeds.length + 2}`,
         seedBin,
-        ['--media', media, '--cache', seedCache, '--listen', '127.0.0.1:0', '--signal', signalWs, ...args],
+        ['--media', media, '--cache', seedCache, '--listen', listen, ...rtcArgs, '--signal', signalWs, ...args],
         { env, marker: 'SHOAL_SEED_LISTENING', timeoutMs },
       );
       extraSeeds.push(s);
@@ -357,12 +363,23 @@ export const CHROMIUM_ARGS = [
  * Headless Debian Chromium through playwright-core (never a downloaded
  * browser). Do not pass --disable-features in `args`: it would replace
  * Playwright's own.
+ *
+ * netns: the name of a network namespace (`ip netns add`, as the NAT lab in
+ * nat-lab.mjs makes) to run Chromium in: Playwright then starts a small
+ * wrapper, `exec ip netns exec NETNS chromium "$@"` (it talks to Chromium
+ * over a pipe, which the wrapper keeps). Needs root.
  */
-export async function launchBrowser({ args = [], ...opts } = {}) {
+export async function launchBrowser({ args = [], netns, ...opts } = {}) {
   const { chromium } = await import('playwright-core');
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh`);
+  let executablePath = CHROMIUM;
+  if (netns) {
+    if (!/^[A-Za-z0-9_.-]+$/.test(netns)) throw new Error(`bad network namespace name ${JSON.stringify(netns)}`);
+    executablePath = path.join(await tempDir('shoal-netns-chromium-'), 'chromium');
+    writeFileSync(executablePath, `#!/bin/sh\nexec ip netns exec ${netns} ${CHROMIUM} "$@"\n`, { mode: 0o755 });
+  }
   return chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath,
     headless: true,
     args: [...CHROMIUM_ARGS, ...args],
     timeout: 60_000,
