@@ -975,7 +975,11 @@ impl LiveEngine {
             .collect();
         let allowance = self.cfg.max_failed_wants;
         for seq in late {
-            let (from, pushed) = (self.incoming[&seq].from, self.incoming[&seq].pushed);
+            // Dropping a peer below forgets its other wants: gone already.
+            let Some(inc) = self.incoming.get(&seq) else {
+                continue;
+            };
+            let (from, pushed) = (inc.from, inc.pushed);
             self.drop_incoming(seq);
             // Ask someone else next time.
             let Some(r) = self.peers.get_mut(&from) else {
