@@ -14,6 +14,14 @@ export interface ShoalOptions {
   /** Log peer events to the console. */
   debug?: boolean;
   /**
+   * STUN/TURN servers for peer connections, as RTCPeerConnection takes
+   * them; used instead of the ones the signal server hands out (its
+   * `--stun`/`--turn`, with short-lived TURN credentials).
+   */
+  iceServers?: RTCIceServer[];
+  /** "relay": connect to peers only through TURN (default "all"). */
+  iceTransportPolicy?: "all" | "relay";
+  /**
    * `performance.now()` when playback was asked for: startup counts from
    * here. `Shoal.attach` and `<shoal-player>` set it to the moment they are
    * called (so loading the Wasm counts); with `new Player` it defaults to
@@ -37,12 +45,28 @@ export interface ShoalTables {
   suspects: number;
 }
 
+/** How this viewer's peer connections went. */
+export interface ShoalConnections {
+  attempted: number;
+  connected: number;
+  failed: number;
+  /** Connected peers by the selected candidate pair (the "highest" of its two candidate types): same network, through NAT (srflx, prflx), or through TURN (relay). */
+  host: number;
+  srflx: number;
+  prflx: number;
+  relay: number;
+  /** Creation to open data channel, ms, of the most recent (up to 32). */
+  connectMs: number[];
+}
+
 /** Every key is present in every state (zeros and nulls before start). */
 export interface ShoalStats {
   /** "idle" | "starting" | "running" | "destroyed" (also after a failed start). */
   state: "idle" | "starting" | "running" | "destroyed";
-  /** Bytes received from other viewers over WebRTC. */
+  /** Bytes received directly from other viewers over WebRTC (the free, P2P part). */
   bytesFromPeers: number;
+  /** Bytes received from other viewers through a TURN relay (the operator pays for them; not in bytesFromPeers). */
+  bytesFromRelay: number;
   /** Bytes received from seed servers over WebRTC. */
   bytesFromSeed: number;
   /** Bytes fetched over HTTP (init segment included). */
@@ -89,6 +113,10 @@ export interface ShoalStats {
   /** Size of the Wasm memory, in bytes. */
   wasmMemoryBytes: number;
   tables: ShoalTables;
+  /** Peer connection attempts that ended (open data channel or failure). */
+  connections: ShoalConnections;
+  /** The most recent ICE server errors ("url: code text", e.g. 401 for a wrong TURN credential, 701 for an unreachable server); up to 8. */
+  iceErrors: string[];
   /** A fatal playback error, if any (the player then stops). */
   error: string | null;
 }

@@ -13,15 +13,15 @@
 use crate::fetch::{HttpEv, Origins};
 use crate::lifecycle::{Cb, Ev, Shared, Timer};
 use crate::media::{Media, MediaEv};
-use crate::metrics::Snapshot;
+use crate::metrics::{ConnLog, Snapshot};
 use crate::player::Options;
-use crate::rtc::{Peers, RtcEv};
+use crate::rtc::{ice_servers_js, Peers, RtcEv};
 use crate::signaling::Signaling;
 use crate::{log, now_ms};
 use std::collections::VecDeque;
 use std::rc::Weak;
 use swarm_proto::engine::{Input, MediaEvent, Output, PeerKey};
-use swarm_proto::signal::{ClientMsg, PeerInfo, RtcSignal, ServerMsg};
+use swarm_proto::signal::{ClientMsg, PeerInfo, Route, RtcSignal, ServerMsg};
 use swarm_proto::AnyEngine;
 use web_sys::AbortSignal;
 
@@ -59,6 +59,7 @@ pub(crate) struct Driver {
     fatal: Option<String>,
     /// The most recent peers dropped for misbehaving (newest last).
     dropped: VecDeque<String>,
+    conns: ConnLog,
     last_report: f64,
     last_get_peers: f64,
     /// Live: the channel was reported interrupted when this many segments
@@ -80,6 +81,8 @@ impl Driver {
         t0: f64,
     ) -> Driver {
         let signal = Signaling::new(opts.signal.clone(), opts.token.clone());
+        let mut peers = Peers::default();
+        peers.set_ice(opts.ice_servers.clone(), opts.ice_policy.clone());
         // t0 is when playback was asked for: startup counts from there.
         engine.count_startup_from(0);
         Driver {
@@ -92,13 +95,14 @@ impl Driver {
             joined: false,
             joined_before: false,
             rejoin_at: None,
-            peers: Peers::default(),
+            peers,
             origins,
             fetch_signal,
             graveyard: Vec::new(),
             timer: None,
             fatal: None,
             dropped: VecDeque::new(),
+            conns: ConnLog::default(),
             last_report: now_ms(),
             last_get_peers: f64::NEG_INFINITY,
             interrupted_at: None,
@@ -242,7 +246,11 @@ impl Driver {
         let cid = self.content_id();
         let t = now_ms();
         match msg {
-            ServerMsg::Welcome { .. } => {
+            ServerMsg::Welcome { ice_servers, .. } => {
+                // The page's own iceServers win over the server's.
+                if self.opts.ice_servers.is_none() && !ice_servers.is_empty() {
+                    self.peers.set_ice(Some(ice_servers_js(&ice_servers)), None);
+                }
                 self.rejoin_at = None;
                 self.signal.send(&ClientMsg::Join { swarm: cid });
             }
@@ -482,7 +490,10 @@ impl Driver {
                 }
             }
             RtcEv::Open(key) => {
-                if let Some((remote_id, is_seed)) = self.peers.on_open(key) {
+                if let Some((remote_id, is_seed, created_at)) = self.peers.on_open(key) {
+                    let ms = (now_ms() - created_at).max(0.0) as u64;
+                    self.conns.connected(ms.min(u32::MAX as u64) as u32);
+                    self.peers.query_route(key, ms, weak);
                     self.debug(|| {
                         format!(
                             "peer {remote_id} connected{}",
@@ -495,6 +506,31 @@ impl Driver {
                         is_seed,
                     });
                 }
+            }
+            RtcEv::Route(key, ms, route) => {
+                let Some(c) = self.peers.get(key) else {
+                    return;
+                };
+                let peer = c.remote_id.clone();
+                if let Some(r) = route {
+                    self.conns.route(r);
+                    if r == Route::Relay {
+                        self.input(Input::PeerRelayed { peer: key });
+                    }
+                }
+                self.debug(|| format!("peer {peer}: connected in {ms} ms over {route:?}"));
+                let swarm = self.content_id();
+                self.signal.send(&ClientMsg::ConnResult {
+                    swarm,
+                    peer,
+                    ok: true,
+                    ms,
+                    route,
+                });
+            }
+            RtcEv::IceError(e) => {
+                log(&format!("Shoal: ICE server error: {e}"));
+                self.conns.ice_error(e);
             }
             RtcEv::Data(peer, data) => {
                 let Some(bytes) = self
@@ -680,6 +716,20 @@ impl Driver {
     fn disconnect(&mut self, key: PeerKey, why: &str) {
         if let Some(c) = self.peers.remove(key) {
             self.debug(|| format!("peer {} closed: {why}", c.remote_id));
+            if !c.open {
+                // It never connected: tell the server, which keeps the
+                // pair apart for a while.
+                self.conns.failed += 1;
+                let ms = (now_ms() - c.created_at).max(0.0) as u64;
+                let swarm = self.content_id();
+                self.signal.send(&ClientMsg::ConnResult {
+                    swarm,
+                    peer: c.remote_id.clone(),
+                    ok: false,
+                    ms,
+                    route: None,
+                });
+            }
             c.close(false, &mut self.graveyard);
         }
         self.input(Input::PeerClosed { peer: key });
@@ -698,6 +748,7 @@ impl Driver {
             http_origins: self.origins.len(),
             error: self.fatal.clone(),
             dropped_peers: self.dropped.iter().cloned().collect(),
+            conns: self.conns.clone(),
         }
     }
 

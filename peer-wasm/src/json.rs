@@ -19,7 +19,7 @@ use js_sys::{Array, Reflect, JSON};
 use swarm_proto::live::{LiveManifest, LiveMeta};
 use swarm_proto::manifest::{ManifestError, ManifestParts, SegmentEntry};
 use swarm_proto::signal::{
-    ErrorCode, LiveChannelInfo, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg,
+    ErrorCode, IceServer, LiveChannelInfo, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg,
     SignalError, MAX_SIGNAL_FRAME,
 };
 use swarm_proto::Manifest;
@@ -161,6 +161,16 @@ fn read_server_msg(text: &str) -> Result<ServerMsg, String> {
             server_ms: match o.opt("server_ms") {
                 Some(_) => Some(o.u64("server_ms")?),
                 None => None,
+            },
+            ice_servers: match o.opt("ice_servers") {
+                Some(_) => o.objs("ice_servers", |s| {
+                    Ok(IceServer {
+                        urls: s.strs("urls")?,
+                        username: s.opt_str("username")?,
+                        credential: s.opt_str("credential")?,
+                    })
+                })?,
+                None => Vec::new(),
             },
         },
         "joined" => ServerMsg::Joined {

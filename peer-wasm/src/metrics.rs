@@ -6,8 +6,9 @@
 //! in every state, so a page can read stats() before start and after
 //! destroy.
 
-use js_sys::{Object, Reflect};
+use js_sys::{Array, Object, Reflect};
 use swarm_proto::engine::{Stats, Tables};
+use swarm_proto::signal::Route;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Everything stats() reports, taken at one moment.
@@ -26,6 +27,61 @@ pub(crate) struct Snapshot {
     pub error: Option<String>,
     /// Ids of the most recent peers dropped for misbehaving.
     pub dropped_peers: Vec<String>,
+    pub conns: ConnLog,
+}
+
+/// Connection attempts seen by this viewer: outcomes, routes of the
+/// selected candidate pairs, connect times, ICE server errors.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnLog {
+    pub connected: u32,
+    pub failed: u32,
+    /// Connected peers by route: host, srflx, prflx, relay.
+    pub routes: [u32; 4],
+    /// Creation to open data channel, ms (the most recent ones).
+    pub connect_ms: Vec<u32>,
+    /// The most recent `icecandidateerror`s ("url: code text").
+    pub ice_errors: Vec<String>,
+}
+
+const CONN_LOG_KEPT: usize = 32;
+const ICE_ERRORS_KEPT: usize = 8;
+
+impl ConnLog {
+    pub fn connected(&mut self, ms: u32) {
+        self.connected += 1;
+        if self.connect_ms.len() >= CONN_LOG_KEPT {
+            self.connect_ms.remove(0);
+        }
+        self.connect_ms.push(ms);
+    }
+
+    pub fn route(&mut self, r: Route) {
+        self.routes[r as usize] += 1;
+    }
+
+    pub fn ice_error(&mut self, e: String) {
+        if self.ice_errors.len() >= ICE_ERRORS_KEPT {
+            self.ice_errors.remove(0);
+        }
+        self.ice_errors.push(e);
+    }
+
+    fn to_js(&self) -> JsValue {
+        let o = Object::new();
+        let set = |k: &str, v: JsValue| {
+            let _ = Reflect::set(&o, &k.into(), &v);
+        };
+        set("attempted", (self.connected + self.failed).into());
+        set("connected", self.connected.into());
+        set("failed", self.failed.into());
+        for (i, k) in ["host", "srflx", "prflx", "relay"].iter().enumerate() {
+            set(k, self.routes[i].into());
+        }
+        let ms: Array = self.connect_ms.iter().map(|&m| JsValue::from(m)).collect();
+        set("connectMs", ms.into());
+        o.into()
+    }
 }
 
 impl Snapshot {
@@ -48,6 +104,15 @@ impl Snapshot {
         set(&o, "bytesFromPeers", num(s.bytes_from_peers));
         set(&o, "bytesFromSeed", num(s.bytes_from_seed));
         set(&o, "bytesFromHttp", num(s.bytes_from_http));
+        set(&o, "bytesFromRelay", num(s.bytes_from_relay));
+        set(&o, "connections", self.conns.to_js());
+        let errs: Array = self
+            .conns
+            .ice_errors
+            .iter()
+            .map(|e| JsValue::from_str(e))
+            .collect();
+        set(&o, "iceErrors", errs.into());
         set(&o, "bytesUploaded", num(s.bytes_uploaded));
         set(&o, "peers", s.peers.into());
         set(&o, "peerConnections", (self.peer_connections as u32).into());

@@ -46,6 +46,11 @@ pub(crate) struct Options {
     /// in every build, used by the live one).
     #[cfg_attr(not(feature = "live"), allow(dead_code))]
     pub live_latency_ms: Option<u64>,
+    /// `options.iceServers` (an RTCIceServer array, used as given instead
+    /// of the signal server's).
+    pub ice_servers: Option<JsValue>,
+    /// `options.iceTransportPolicy`: "all" or "relay".
+    pub ice_policy: Option<String>,
 }
 
 /// Bounds of `options.liveLatencyMs` (the engine holds at least a segment
@@ -121,7 +126,21 @@ impl Options {
                 }
             },
         };
+        let ice_servers = match get("iceServers") {
+            Some(v) if js_sys::Array::is_array(&v) => Some(v),
+            Some(_) => return Err("Shoal: options.iceServers must be an array of RTCIceServer ({ urls, username, credential })".into()),
+            None => None,
+        };
+        let ice_policy = match get("iceTransportPolicy").map(|v| v.as_string()) {
+            None => None,
+            Some(Some(p)) if p == "all" || p == "relay" => Some(p),
+            Some(_) => {
+                return Err("Shoal: options.iceTransportPolicy must be \"all\" or \"relay\"".into())
+            }
+        };
         Ok(Options {
+            ice_servers,
+            ice_policy,
             src,
             signal,
             token: get("token").and_then(|v| v.as_string()),

@@ -16,6 +16,7 @@ use crate::lifecycle::{cb, post, Cb, Ev, Shared};
 use js_sys::{Array, ArrayBuffer, Object, Reflect, Uint8Array};
 use std::collections::HashMap;
 use std::rc::Weak;
+use swarm_proto::signal::{IceServer, Route};
 use swarm_proto::wire::{self, Message};
 use swarm_proto::PeerKey;
 use wasm_bindgen::prelude::*;
@@ -51,6 +52,12 @@ pub(crate) enum RtcEv {
         dc: RtcDataChannel,
     },
     Open(PeerKey),
+    /// The selected candidate pair of a connection that opened after
+    /// `.1` ms (None: unknown).
+    Route(PeerKey, u64, Option<Route>),
+    /// An ICE server could not be used (`icecandidateerror`): a wrong TURN
+    /// credential, an unreachable STUN server.
+    IceError(String),
     Data(PeerKey, Vec<u8>),
     BadFrame(PeerKey, String),
     Closed(PeerKey),
@@ -64,7 +71,7 @@ pub(crate) struct Conn {
     /// Our offer was answered.
     pub answered: bool,
     pub open: bool,
-    created_at: f64,
+    pub created_at: f64,
     pc: RtcPeerConnection,
     dc: Option<RtcDataChannel>,
     closures: Vec<Cb>,
@@ -108,6 +115,28 @@ pub(crate) struct Peers {
     conns: HashMap<PeerKey, Conn>,
     by_id: HashMap<String, PeerKey>,
     next_key: PeerKey,
+    /// `iceServers` for new connections (options.iceServers, else the
+    /// signal server's); None: host candidates only.
+    ice_servers: Option<JsValue>,
+    /// options.iceTransportPolicy ("all" or "relay").
+    ice_policy: Option<String>,
+}
+
+/// `RTCIceServer` dictionaries for the signal server's list.
+pub(crate) fn ice_servers_js(list: &[IceServer]) -> JsValue {
+    let out = Array::new();
+    for s in list {
+        let o = Object::new();
+        let urls: Array = s.urls.iter().map(|u| JsValue::from_str(u)).collect();
+        let _ = Reflect::set(&o, &"urls".into(), &urls);
+        for (k, v) in [("username", &s.username), ("credential", &s.credential)] {
+            if let Some(v) = v {
+                let _ = Reflect::set(&o, &k.into(), &v.into());
+            }
+        }
+        out.push(&o);
+    }
+    out.into()
 }
 
 impl Peers {
@@ -156,7 +185,35 @@ impl Peers {
         Some(c)
     }
 
-    /// A new RTCPeerConnection (no ICE servers: host candidates only).
+    /// ICE configuration of the connections made from now on.
+    pub fn set_ice(&mut self, servers: Option<JsValue>, policy: Option<String>) {
+        if servers.is_some() {
+            self.ice_servers = servers;
+        }
+        if policy.is_some() {
+            self.ice_policy = policy;
+        }
+    }
+
+    /// Asks the browser which candidate pair an open connection uses
+    /// (posted as `Route`).
+    pub fn query_route(&self, key: PeerKey, ms: u64, weak: &Weak<Shared>) {
+        let Some(c) = self.conns.get(&key) else {
+            return;
+        };
+        let pc = c.pc.clone();
+        let weak = weak.clone();
+        spawn_local(async move {
+            let route = match JsFuture::from(pc.get_stats()).await {
+                Ok(report) => selected_route(&report.unchecked_into()),
+                Err(_) => None,
+            };
+            post(&weak, Ev::Rtc(RtcEv::Route(key, ms, route)));
+        });
+    }
+
+    /// A new RTCPeerConnection with the ICE servers set so far (none: host
+    /// candidates only).
     pub fn create(
         &mut self,
         remote_id: String,
@@ -170,7 +227,14 @@ impl Peers {
             "one connection per remote id"
         );
         let cfg = Object::new();
-        Reflect::set(&cfg, &"iceServers".into(), &Array::new())?;
+        let servers = self
+            .ice_servers
+            .clone()
+            .unwrap_or_else(|| Array::new().into());
+        Reflect::set(&cfg, &"iceServers".into(), &servers)?;
+        if let Some(p) = &self.ice_policy {
+            Reflect::set(&cfg, &"iceTransportPolicy".into(), &p.into())?;
+        }
         let pc = RtcPeerConnection::new_with_configuration(cfg.unchecked_ref())?;
         self.next_key += 1;
         let key = self.next_key;
@@ -205,6 +269,17 @@ impl Peers {
         pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         pc.set_ondatachannel(Some(on_dc.as_ref().unchecked_ref()));
+        let on_ice_error = cb(weak, |e| {
+            let f = |k: &str| Reflect::get(&e, &k.into()).unwrap_or(JsValue::UNDEFINED);
+            Some(Ev::Rtc(RtcEv::IceError(format!(
+                "{}: {} {}",
+                f("url").as_string().unwrap_or_default(),
+                // (as an integer: float formatting would add KBs to the Wasm)
+                f("errorCode").as_f64().unwrap_or(0.0) as u32,
+                f("errorText").as_string().unwrap_or_default()
+            ))))
+        });
+        Reflect::set(&pc, &"onicecandidateerror".into(), on_ice_error.as_ref())?;
         let conn = Conn {
             remote_id: remote_id.clone(),
             is_seed,
@@ -214,7 +289,7 @@ impl Peers {
             created_at: now,
             pc,
             dc: None,
-            closures: vec![on_ice, on_state, on_dc],
+            closures: vec![on_ice, on_state, on_dc, on_ice_error],
         };
         self.conns.insert(key, conn);
         self.by_id.insert(remote_id, key);
@@ -358,11 +433,34 @@ impl Peers {
     }
 
     /// The channel opened; returns (remote id, is seed) the first time.
-    pub fn on_open(&mut self, key: PeerKey) -> Option<(String, bool)> {
+    /// Marks the connection open; its id, whether a seed, and the time it
+    /// was created.
+    pub fn on_open(&mut self, key: PeerKey) -> Option<(String, bool, f64)> {
         let c = self.conns.get_mut(&key).filter(|c| !c.open)?;
         c.open = true;
-        Some((c.remote_id.clone(), c.is_seed))
+        Some((c.remote_id.clone(), c.is_seed, c.created_at))
     }
+}
+
+/// The route of the selected candidate pair in a `getStats()` report: the
+/// transport's `selectedCandidatePairId`, then the candidates' types.
+fn selected_route(report: &js_sys::Map) -> Option<Route> {
+    let field = |o: &JsValue, k: &str| Reflect::get(o, &k.into()).ok().and_then(|v| v.as_string());
+    let mut pair_id = None;
+    report.for_each(&mut |v, _| {
+        if pair_id.is_none() && field(&v, "type").as_deref() == Some("transport") {
+            pair_id = field(&v, "selectedCandidatePairId");
+        }
+    });
+    let pair = report.get(&pair_id?.into());
+    let kind = |side: &str| {
+        let cand = report.get(&field(&pair, side)?.into());
+        Route::from_candidate_type(&field(&cand, "candidateType")?)
+    };
+    Some(Route::of_pair(
+        kind("localCandidateId")?,
+        kind("remoteCandidateId")?,
+    ))
 }
 
 /// Attaches our handlers to a data channel (ours or the remote's).

@@ -5,7 +5,7 @@
 
 use swarm_proto::manifest::{sha256_hex, SegmentEntry, MANIFEST_VERSION};
 use swarm_proto::signal::{
-    ErrorCode, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg, SignalError,
+    ErrorCode, IceServer, PeerInfo, RefuseReason, RtcSignal, SeedInfo, ServerMsg, SignalError,
 };
 use swarm_proto::{Manifest, ManifestParts};
 use wasm_bindgen_test::*;
@@ -36,6 +36,25 @@ fn every_server_msg() -> Vec<ServerMsg> {
             heartbeat_ms: 15_000,
             group: "g \"quoted\" é".into(),
             server_ms: Some(1_800_000_000_123),
+            ice_servers: Vec::new(),
+        },
+        ServerMsg::Welcome {
+            peer_id: "p0".into(),
+            heartbeat_ms: 15_000,
+            group: "g".into(),
+            server_ms: None,
+            ice_servers: vec![
+                IceServer {
+                    urls: vec!["stun:198.51.100.1:3478".into(), "stun:[::1]:3478".into()],
+                    username: None,
+                    credential: None,
+                },
+                IceServer {
+                    urls: vec!["turn:198.51.100.1:3478?transport=udp".into()],
+                    username: Some("1800000000:p0".into()),
+                    credential: Some("TtElzSjT0GdnTQ9xdcRNxx96yQs=".into()),
+                },
+            ],
         },
         ServerMsg::Joined {
             swarm: "s".into(),

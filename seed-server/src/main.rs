@@ -106,6 +106,18 @@ struct Args {
     /// Address the WebRTC UDP sockets bind (a concrete IPv4 address).
     #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
     rtc_ip: IpAddr,
+    /// Behind a 1:1 NAT (a cloud instance): the public IPv4 address that
+    /// --rtc-ip is reached at, announced in every candidate instead of it.
+    #[arg(long, value_name = "IP")]
+    public_ip: Option<IpAddr>,
+    /// STUN server the seed learns its public address from (behind a NAT
+    /// that keeps ports), e.g. stun:stun.example.com:3478; repeatable.
+    #[arg(long = "stun", value_name = "URL", value_delimiter = ',')]
+    stun: Vec<String>,
+    /// UDP ports the WebRTC connections bind, MIN-MAX (one per viewer), so a
+    /// firewall can be opened for exactly them (default: any port).
+    #[arg(long, value_name = "MIN-MAX", value_parser = RtcConfig::parse_port_range)]
+    udp_ports: Option<(u16, u16)>,
 }
 
 /// Splits `NAME=SOURCE`.
@@ -334,8 +346,21 @@ async fn main() -> ExitCode {
             capacity: args.capacity,
             live: live_info,
         };
+        if let Some(bad) = args.stun.iter().find(|u| !u.starts_with("stun:")) {
+            eprintln!("error: --stun {bad:?}: a STUN URL starts with stun: (e.g. stun:stun.example.com:3478)");
+            return ExitCode::from(2);
+        }
+        if args.public_ip.is_some_and(|ip| !ip.is_ipv4()) {
+            eprintln!(
+                "error: --public-ip must be an IPv4 address (the seed's WebRTC uses UDP over IPv4)"
+            );
+            return ExitCode::from(2);
+        }
         let host = RtcHost::new(RtcConfig {
             bind_ip: args.rtc_ip,
+            stun: args.stun.clone(),
+            public_ip: args.public_ip,
+            udp_ports: args.udp_ports,
             ..RtcConfig::default()
         });
         tokio::spawn(signaling::run(

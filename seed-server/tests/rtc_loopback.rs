@@ -82,13 +82,14 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Every `a=candidate` line must name 127.0.0.1 (and there must be at least one).
+/// Every `a=candidate` line must name a loopback address, 127.0.0.1 but for
+/// the public-address test (and there must be at least one).
 fn assert_loopback_candidates(who: &str, sdp: &str) {
     let mut n = 0;
     for line in sdp.lines().filter(|l| l.starts_with("a=candidate:")) {
         let addr = line.split_whitespace().nth(4).unwrap_or("");
         assert!(
-            addr == "127.0.0.1",
+            addr == "127.0.0.1" || addr == "127.0.0.9",
             "{who} SDP has a non-loopback ICE candidate (traffic would leave loopback): {line}\nfull SDP:\n{sdp}"
         );
         n += 1;
@@ -124,6 +125,12 @@ async fn connect(host: &RtcHost) -> (Client, RtcConn) {
 /// With `reactor`, the client's driver runs on webrtc-rs's dedicated reactor pool, where
 /// dropping the connection stops the driver without any goodbye on the wire (a vanished peer).
 async fn connect_with(host: &RtcHost, trickle: bool, reactor: bool) -> (Client, RtcConn) {
+    let (client, conn, _answer) = connect_answer(host, trickle, reactor).await;
+    (client, conn)
+}
+
+/// As `connect_with`, also returning the host's answer SDP.
+async fn connect_answer(host: &RtcHost, trickle: bool, reactor: bool) -> (Client, RtcConn, String) {
     let (gathered_tx, mut gathered_rx) = mpsc::unbounded_channel();
     let se = SettingEngineBuilder::new()
         .with_network_types(vec![NetworkType::Udp4])
@@ -194,10 +201,12 @@ async fn connect_with(host: &RtcHost, trickle: bool, reactor: bool) -> (Client, 
         answer_sdp.contains("a=max-message-size:262144"),
         "answer must advertise 262144:\n{answer_sdp}"
     );
-    pc.set_remote_description(RTCSessionDescription::answer(answer_sdp).expect("answer parses"))
-        .await
-        .expect("client set answer");
-    (Client { pc, dc }, conn)
+    pc.set_remote_description(
+        RTCSessionDescription::answer(answer_sdp.clone()).expect("answer parses"),
+    )
+    .await
+    .expect("client set answer");
+    (Client { pc, dc }, conn, answer_sdp)
 }
 
 /// Waits for the client channel to open.
@@ -234,6 +243,7 @@ fn host() -> RtcHost {
     RtcHost::new(RtcConfig {
         bind_ip: "127.0.0.1".parse().unwrap(),
         send_buffer_limit: 1 << 20,
+        ..RtcConfig::default()
     })
 }
 
@@ -533,6 +543,80 @@ async fn garbage_offer_is_an_error() {
     let wildcard = RtcHost::new(RtcConfig {
         bind_ip: "0.0.0.0".parse().unwrap(),
         send_buffer_limit: 1 << 20,
+        ..RtcConfig::default()
     });
     assert!(wildcard.accept_offer("v=0").await.is_err());
+}
+
+/// (address, port) of every candidate in an SDP.
+fn candidate_addrs(sdp: &str) -> Vec<(String, u16)> {
+    sdp.lines()
+        .filter_map(|l| l.strip_prefix("a=candidate:"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[4].to_owned(), f[5].parse().expect("candidate port"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn udp_port_range_is_kept_and_exhaustion_is_an_error() {
+    init_tracing();
+    // A range of two ports that are free now (inside the test's network namespace).
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let lo = probe.local_addr().unwrap().port().clamp(1024, 65000);
+    drop(probe);
+    let host = RtcHost::new(RtcConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        udp_ports: Some((lo, lo + 1)),
+        ..RtcConfig::default()
+    });
+    let (c1, conn1, a1) = connect_answer(&host, false, false).await;
+    let (c2, conn2, a2) = connect_answer(&host, false, false).await;
+    let mut ports: Vec<u16> = [&a1, &a2]
+        .iter()
+        .flat_map(|a| candidate_addrs(a))
+        .map(|(_, p)| p)
+        .collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(
+        ports,
+        vec![lo, lo + 1],
+        "one port of the range per connection"
+    );
+    client_open(&c1.dc).await;
+    client_open(&c2.dc).await;
+    // Both ports are held: the next offer is refused, naming the range.
+    // (Any offer will do: the port is picked before anything else is built.)
+    let offer = c1.pc.local_description().await.expect("c1 offer").sdp;
+    let err = host
+        .accept_offer(&offer)
+        .await
+        .err()
+        .expect("no port is free");
+    assert!(
+        err.to_string().contains(&format!("{lo}-{}", lo + 1)),
+        "{err}"
+    );
+    drop((conn1, conn2));
+    let _ = (c1.pc.close().await, c2.pc.close().await);
+}
+
+#[tokio::test]
+async fn a_public_ip_replaces_the_bound_address_in_candidates() {
+    init_tracing();
+    let host = RtcHost::new(RtcConfig {
+        bind_ip: "127.0.0.1".parse().unwrap(),
+        public_ip: Some("127.0.0.9".parse().unwrap()),
+        ..RtcConfig::default()
+    });
+    let (c, _conn, answer) = connect_answer(&host, false, false).await;
+    let addrs = candidate_addrs(&answer);
+    assert!(!addrs.is_empty(), "{answer}");
+    assert!(
+        addrs.iter().all(|(a, _)| a == "127.0.0.9"),
+        "every candidate names the public address: {addrs:?}"
+    );
+    let _ = c.pc.close().await;
 }

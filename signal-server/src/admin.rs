@@ -16,6 +16,8 @@
 //!   (bytes, P2P share, stalls).
 //! - `GET /api/admin/events`: the last events (hellos, refusals, kicks,
 //!   removals, settings).
+//! - `GET /api/admin/connections`: viewers' connection outcomes (success
+//!   rate, routes: host, srflx, prflx, relay) per network group.
 //! - `GET`/`PUT /api/admin/settings`: the matching rule
 //!   (`{"match_enough": 40, "match_max": 50}`).
 //! - `GET /metrics`: Prometheus metrics.
@@ -247,6 +249,24 @@ pub(crate) async fn events(AxState(app): AxState<AppState>, headers: HeaderMap) 
     }
     let events = app.lock().events();
     json_ok(serde_json::json!({ "events": events }))
+}
+
+/// `GET /api/admin/connections`: viewers' connection outcomes per network
+/// group (attempts, successes, routes, mean connect time) and how many
+/// failed pairs the matcher is keeping apart.
+pub(crate) async fn connections(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let (groups, failed_pairs) = app.lock().conns_view();
+    let groups: Vec<_> = groups
+        .into_iter()
+        .map(|(group, g)| {
+            let rate = g.success_rate();
+            serde_json::json!({ "group": group, "success_rate": rate, "conns": g })
+        })
+        .collect();
+    json_ok(serde_json::json!({ "groups": groups, "failed_pairs": failed_pairs }))
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -29,7 +29,9 @@ use tower_http::trace::TraceLayer;
 
 mod admin;
 pub mod auth;
+pub mod conns;
 pub mod groups;
+pub mod ice;
 pub mod metrics;
 pub mod state;
 mod ws;
@@ -71,6 +73,8 @@ pub struct Config {
     /// only pages served by this server (same host). Clients that send no
     /// `Origin` (seeds, native tools) are not browsers and pass.
     pub allowed_origins: Vec<String>,
+    /// STUN/TURN servers handed to every admitted peer.
+    pub ice: ice::IceConfig,
 }
 
 /// Limits that keep one client from hurting the others. Each is logged
@@ -125,6 +129,7 @@ impl Default for Config {
             admin_key: None,
             limits: Limits::default(),
             allowed_origins: Vec::new(),
+            ice: ice::IceConfig::default(),
         }
     }
 }
@@ -174,13 +179,14 @@ impl AppState {
             max_swarms: config.limits.max_swarms,
         };
         let metrics = Arc::new(metrics::Metrics::default());
-        let state = State::new(
+        let mut state = State::new(
             config.match_rule,
             config.heartbeat_ms,
             config.rng_seed,
             admission,
             metrics.clone(),
         );
+        state.set_ice(config.ice.clone());
         AppState {
             inner: Arc::new(Inner {
                 config,
@@ -270,6 +276,7 @@ pub fn app(state: AppState) -> Router {
         .route("/api/admin/seeds", get(admin::seeds))
         .route("/api/admin/channels", get(admin::channels))
         .route("/api/admin/events", get(admin::events))
+        .route("/api/admin/connections", get(admin::connections))
         .route(
             "/api/admin/settings",
             get(admin::settings).put(admin::put_settings),

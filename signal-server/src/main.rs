@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use shoal_signal::auth::{mint_seed_token, mint_viewer_token, unix_now, MIN_KEY_LEN};
+use shoal_signal::ice::IceConfig;
 use shoal_signal::{serve, AuthConfig, Config, GroupTable, Key, Limits, OpenChannels};
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::MatchRule;
@@ -104,6 +105,22 @@ struct Cli {
     /// Most swarms at once.
     #[arg(long, env = "SHOAL_MAX_SWARMS", default_value_t = Limits::default().max_swarms)]
     max_swarms: usize,
+    /// STUN server handed to peers (e.g. stun:stun.example.com:3478);
+    /// repeat or comma-separate. None: host candidates only (one LAN).
+    #[arg(long = "stun", env = "SHOAL_STUN", value_delimiter = ',')]
+    stun: Vec<String>,
+    /// TURN server handed to peers with short-lived credentials (e.g.
+    /// turn:turn.example.com:3478?transport=udp); repeat or comma-separate.
+    /// Needs --turn-secret.
+    #[arg(long = "turn", env = "SHOAL_TURN", value_delimiter = ',')]
+    turn: Vec<String>,
+    /// The TURN server's shared secret (coturn: use-auth-secret,
+    /// static-auth-secret): credentials are HMACs of it, never the secret.
+    #[arg(long, env = "SHOAL_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// Lifetime of the TURN credentials handed out, seconds (60-86400).
+    #[arg(long, env = "SHOAL_TURN_TTL_S", default_value_t = shoal_signal::ice::DEFAULT_TURN_TTL_S)]
+    turn_ttl_s: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,8 +270,18 @@ async fn main() -> anyhow::Result<()> {
             max_swarms: cli.max_swarms,
         },
         allowed_origins: cli.allowed_origin,
+        ice: IceConfig {
+            stun: cli.stun,
+            turn: cli.turn,
+            turn_secret: cli.turn_secret,
+            turn_ttl_s: cli.turn_ttl_s,
+        },
         ..Config::default()
     };
+    config.ice.validate()?;
+    if !config.ice.turn.is_empty() || !config.ice.stun.is_empty() {
+        tracing::info!(stun = ?config.ice.stun, turn = ?config.ice.turn, ttl_s = config.ice.turn_ttl_s, "ICE servers handed to peers");
+    }
     match &config.auth.viewer_key {
         None => {
             tracing::warn!("no --viewer-key: admission is off, every channel is open to anyone")

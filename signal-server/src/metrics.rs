@@ -24,6 +24,9 @@ pub struct Metrics {
     pub limits: Family<Labels, Counter>,
     /// Frames received from registered clients.
     pub frames: Counter,
+    /// Viewer-to-peer connection attempts reported, by outcome (a route, or
+    /// failed).
+    pub conn_results: Family<Labels, Counter>,
     peers: Family<Labels, Gauge>,
     swarms: Gauge,
     reported_bytes: Family<Labels, Gauge>,
@@ -39,6 +42,7 @@ impl Default for Metrics {
             kicks: Family::default(),
             limits: Family::default(),
             frames: Counter::default(),
+            conn_results: Family::default(),
             peers: Family::default(),
             swarms: Gauge::default(),
             reported_bytes: Family::default(),
@@ -65,6 +69,11 @@ impl Default for Metrics {
             "frames",
             "Frames received from registered clients",
             m.frames.clone(),
+        );
+        registry.register(
+            "conn_results",
+            "Peer connection attempts viewers reported, by outcome (host, srflx, prflx, relay, failed)",
+            m.conn_results.clone(),
         );
         registry.register("peers", "Connected clients, by role", m.peers.clone());
         registry.register("swarms", "Swarms (channels with members)", m.swarms.clone());
@@ -100,6 +109,17 @@ impl Metrics {
     pub fn kick(&self, acked: bool) {
         let outcome = if acked { "acked" } else { "removed" };
         self.kicks.get_or_create(&label("outcome", outcome)).inc();
+    }
+
+    pub fn conn_result(&self, ok: bool, route: Option<swarm_proto::signal::Route>) {
+        let outcome = match (ok, route) {
+            (false, _) => "failed",
+            (true, Some(r)) => r.as_str(),
+            (true, None) => "unknown",
+        };
+        self.conn_results
+            .get_or_create(&label("outcome", outcome))
+            .inc();
     }
 
     pub fn limit(&self, which: &'static str) {

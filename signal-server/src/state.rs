@@ -26,6 +26,8 @@ use swarm_proto::signal::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{unix_now, AuthConfig};
+use crate::conns::{ConnTable, GroupConns};
+use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
 /// Recent events kept for the admin API.
@@ -153,6 +155,10 @@ pub struct State {
     next_kick: u64,
     events: VecDeque<Event>,
     metrics: Arc<Metrics>,
+    /// STUN/TURN servers told to every admitted peer.
+    ice: IceConfig,
+    /// Connection outcomes viewers reported.
+    conns: ConnTable,
 }
 
 impl State {
@@ -181,7 +187,19 @@ impl State {
             next_kick: 1,
             events: VecDeque::new(),
             metrics,
+            ice: IceConfig::default(),
+            conns: ConnTable::default(),
         }
+    }
+
+    /// The STUN/TURN servers to hand out in `welcome` (checked by the caller).
+    pub fn set_ice(&mut self, ice: IceConfig) {
+        self.ice = ice;
+    }
+
+    /// Connection outcomes per network group, and the failed pairs kept.
+    pub fn conns_view(&self) -> (Vec<(String, GroupConns)>, usize) {
+        (self.conns.groups(), self.conns.failed_pairs())
     }
 
     /// Registers a client that said `hello` (and passed admission), queues
@@ -248,6 +266,7 @@ impl State {
             heartbeat_ms: self.heartbeat_ms,
             group,
             server_ms: Some(unix_ms()),
+            ice_servers: self.ice.servers_for(&peer_id, unix_ms() / 1000),
         };
         let mut out = vec![(peer_id.clone(), welcome)];
         for swarm in contents {
@@ -399,6 +418,30 @@ impl State {
                         self.add_contact(me, &to);
                         self.add_contact(&to, me);
                         out.push((to, relay));
+                    }
+                }
+            }
+            ClientMsg::ConnResult {
+                swarm,
+                peer,
+                ok,
+                ms,
+                route,
+            } => {
+                // Only a pair the server saw signal (one of the reporter's
+                // recent contacts) is recorded.
+                let contact = self
+                    .peers
+                    .get(me)
+                    .is_some_and(|p| p.contacts.iter().any(|c| *c == peer));
+                if !self.is_member(me, &swarm) {
+                    reply(&mut out, not_joined(&swarm));
+                } else if contact {
+                    let group = self.peers[me].group.clone();
+                    self.conns.record(me, &group, &peer, ok, ms, route, now);
+                    self.metrics.conn_result(ok, route);
+                    if !ok {
+                        tracing::info!(peer = %me, other = %peer, %group, ms, "connection failed; pair not matched again for a while");
                     }
                 }
             }
@@ -775,6 +818,7 @@ impl State {
         let Some(members) = self.swarms.get(swarm) else {
             return Vec::new();
         };
+        let now = Instant::now();
         let mut seeds: Vec<PeerInfo> = self
             .seed_ids
             .values()
@@ -792,7 +836,7 @@ impl State {
         seeds.truncate(MAX_SEEDS_PER_JOIN);
         let candidates: Vec<Candidate> = members
             .iter()
-            .filter(|id| id.as_str() != me)
+            .filter(|id| id.as_str() != me && !self.conns.failed_recently(me, id, now))
             .filter_map(|id| {
                 let p = self.peers.get(id).filter(|p| p.role == Role::Viewer)?;
                 let rate = p.reports.get(swarm).map_or(0, |r| r.upload_rate);
@@ -1010,9 +1054,13 @@ pub struct Totals {
     pub bytes_from_peers: u64,
     pub bytes_from_http: u64,
     pub bytes_uploaded: u64,
+    /// Bytes from viewers through TURN relays (paid for, so not in
+    /// `p2p_share`).
+    pub bytes_from_relay: u64,
     pub stalls: u64,
     pub stalled_ms: u64,
-    /// Share of reported downloaded bytes that came from peers (0 when none).
+    /// Share of reported downloaded bytes that came directly from peers
+    /// (0 when none); relayed bytes count in the total only.
     pub p2p_share: f64,
 }
 
@@ -1029,6 +1077,7 @@ impl Totals {
             self.bytes_from_peers = self.bytes_from_peers.saturating_add(r.bytes_from_peers);
             self.bytes_from_http = self.bytes_from_http.saturating_add(r.bytes_from_http);
             self.bytes_uploaded = self.bytes_uploaded.saturating_add(r.bytes_uploaded);
+            self.bytes_from_relay = self.bytes_from_relay.saturating_add(r.bytes_from_relay);
             self.stalls = self.stalls.saturating_add(u64::from(r.stalls));
             self.stalled_ms = self.stalled_ms.saturating_add(r.stalled_ms);
         }
@@ -1042,13 +1091,17 @@ impl Totals {
         self.bytes_from_peers = self.bytes_from_peers.saturating_add(o.bytes_from_peers);
         self.bytes_from_http = self.bytes_from_http.saturating_add(o.bytes_from_http);
         self.bytes_uploaded = self.bytes_uploaded.saturating_add(o.bytes_uploaded);
+        self.bytes_from_relay = self.bytes_from_relay.saturating_add(o.bytes_from_relay);
         self.stalls = self.stalls.saturating_add(o.stalls);
         self.stalled_ms = self.stalled_ms.saturating_add(o.stalled_ms);
         self.update_share();
     }
 
     fn update_share(&mut self) {
-        let total = self.bytes_from_peers.saturating_add(self.bytes_from_http);
+        let total = self
+            .bytes_from_peers
+            .saturating_add(self.bytes_from_http)
+            .saturating_add(self.bytes_from_relay);
         self.p2p_share = if total == 0 {
             0.0
         } else {

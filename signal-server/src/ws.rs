@@ -411,5 +411,6 @@ fn msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Heartbeat => "heartbeat",
         ClientMsg::Report { .. } => "report",
         ClientMsg::Stopped { .. } => "stopped",
+        ClientMsg::ConnResult { .. } => "conn_result",
     }
 }

@@ -26,6 +26,7 @@ async fn hello_gets_welcome_with_peer_id_heartbeat_and_group() {
             heartbeat_ms,
             group,
             server_ms,
+            ..
         } => {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -33,6 +33,7 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
         bytes_from_peers: 300,
         bytes_from_http: 100,
         bytes_uploaded: 50,
+        bytes_from_relay: 40,
         peers: 2,
         startup_ms: Some(800),
         stalls: 1,
@@ -73,7 +74,9 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
     assert_eq!(s["totals"]["viewers"], 2);
     assert_eq!(s["totals"]["seeds"], 1);
     assert_eq!(s["totals"]["bytes_from_peers"], 300);
-    assert_eq!(s["totals"]["p2p_share"], 0.75);
+    assert_eq!(s["totals"]["bytes_from_relay"], 40);
+    // Relayed bytes are paid for: in the total, not in the P2P share.
+    assert_eq!(s["totals"]["p2p_share"], 300.0 / 440.0);
     assert_eq!(v["totals"]["peers"], 3);
     assert_eq!(v["connected"]["viewers"], 2);
 
@@ -102,6 +105,7 @@ async fn reports_with_huge_counters_saturate_the_totals_instead_of_overflowing()
         bytes_from_peers: u64::MAX,
         bytes_from_http: u64::MAX,
         bytes_uploaded: u64::MAX,
+        bytes_from_relay: u64::MAX,
         peers: u32::MAX,
         startup_ms: Some(u64::MAX),
         stalls: u32::MAX,

@@ -64,6 +64,75 @@ pub struct PeerInfo {
     pub group: String,
 }
 
+/// One STUN or TURN server, as RTCPeerConnection's `iceServers` takes it.
+/// TURN entries carry a short-lived username and credential that the
+/// signal server derives from the TURN server's shared secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// How a peer connection's selected candidate pair reaches the other side:
+/// the "highest" type of its two candidates (relay over srflx over prflx
+/// over host). `Relay` means the bytes go through a TURN server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Host => "host",
+            Route::Srflx => "srflx",
+            Route::Prflx => "prflx",
+            Route::Relay => "relay",
+        }
+    }
+
+    /// An ICE candidate type as WebRTC names it (`RTCIceCandidate.type`).
+    pub fn from_candidate_type(t: &str) -> Option<Route> {
+        Some(match t {
+            "host" => Route::Host,
+            "srflx" => Route::Srflx,
+            "prflx" => Route::Prflx,
+            "relay" => Route::Relay,
+            _ => return None,
+        })
+    }
+
+    /// The route of a pair of a local and a remote candidate type.
+    pub fn of_pair(local: Route, remote: Route) -> Route {
+        local.max(remote)
+    }
+}
+
+impl PartialOrd for Route {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Route {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let rank = |r: &Route| match r {
+            Route::Host => 0,
+            Route::Prflx => 1,
+            Route::Srflx => 2,
+            Route::Relay => 3,
+        };
+        rank(self).cmp(&rank(other))
+    }
+}
+
 /// WebRTC session signaling, relayed verbatim between two peers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -89,6 +158,10 @@ pub struct PeerReport {
     pub bytes_from_peers: u64,
     pub bytes_from_http: u64,
     pub bytes_uploaded: u64,
+    /// Bytes from viewers that went through a TURN relay (not in
+    /// `bytes_from_peers`: relayed bytes cost the operator).
+    #[serde(default)]
+    pub bytes_from_relay: u64,
     pub peers: u32,
     pub startup_ms: Option<u64>,
     pub stalls: u32,
@@ -129,6 +202,18 @@ pub enum ClientMsg {
     /// peers, stopped playing and will send nothing more.
     Stopped {
         kick: u64,
+    },
+    /// How a connection attempt to `peer` (a member of `swarm`) ended:
+    /// `ok` with the selected pair's `route` once its data channel opened,
+    /// or not, after `ms` milliseconds. The server keeps success rates per
+    /// network group and does not match a failed pair again for a while.
+    ConnResult {
+        swarm: String,
+        peer: String,
+        ok: bool,
+        ms: u64,
+        #[serde(default)]
+        route: Option<Route>,
     },
 }
 
@@ -239,6 +324,10 @@ pub enum ServerMsg {
         /// against the capture clock of the ingest).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server_ms: Option<u64>,
+        /// STUN and TURN servers for this peer's connections (empty: host
+        /// candidates only, as on one machine or one LAN).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
     },
     Joined {
         swarm: String,
@@ -385,6 +474,10 @@ impl ClientMsg {
                 check_name("to", to)?;
             }
             ClientMsg::Report { swarm, .. } => check_name("swarm", swarm)?,
+            ClientMsg::ConnResult { swarm, peer, .. } => {
+                check_name("swarm", swarm)?;
+                check_name("peer", peer)?;
+            }
             ClientMsg::Heartbeat | ClientMsg::Stopped { .. } => {}
         }
         Ok(msg)

@@ -439,3 +439,31 @@ fn a_long_play_keeps_store_and_media_inside_their_windows() {
     );
     assert_eq!(e.stats().stalls, 0);
 }
+
+#[wasm_bindgen_test(unsupported = test)]
+fn bytes_through_a_turn_relay_are_counted_apart_from_p2p() {
+    // Three requests in flight per peer: segment 1's eight pieces go to both.
+    let (mut e, _m, d) = viewer_with_peers(
+        &[4096, 8192, 8192],
+        &[1, 2],
+        Config {
+            max_inflight_per_peer: 3,
+            ..Config::default()
+        },
+    );
+    e.handle_input(0, Input::PeerRelayed { peer: 2 });
+    let outs = drain(&mut e);
+    let mut sent = [0u64; 3];
+    for p in [1u64, 2] {
+        for (seg, piece) in requests(&outs, p) {
+            let data = piece_of(&d, seg, piece);
+            sent[p as usize] += data.len() as u64;
+            feed(&mut e, 10, p, &Message::Piece { seg, piece, data });
+        }
+    }
+    assert!(sent[1] > 0 && sent[2] > 0, "both peers served: {sent:?}");
+    let s = e.stats();
+    assert_eq!(s.bytes_from_peers, sent[1], "direct peer bytes only");
+    assert_eq!(s.bytes_from_relay, sent[2], "relayed bytes apart");
+    assert_eq!(s.report().bytes_from_relay, sent[2]);
+}

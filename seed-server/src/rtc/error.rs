@@ -10,6 +10,8 @@ use std::time::Duration;
 pub enum RtcError {
     #[error("rtc bind_ip {0} is not a concrete IPv4 address")]
     BadBindIp(IpAddr),
+    #[error("no free UDP port in {0}-{1}: every port of --udp-ports is in use; widen the range")]
+    NoFreePort(u16, u16),
     #[error("invalid offer SDP: {0}")]
     InvalidOffer(String),
     #[error("offer has no data channel (m=application) section")]

@@ -12,7 +12,7 @@ use super::{RtcConfig, RtcConn, RtcError, RtcSender, EVENT_QUEUE, MAX_MESSAGE_SI
 use ::rtc::ice::mdns::MulticastDnsMode;
 use ::rtc::ice::network_type::NetworkType;
 use ::rtc::peer_connection::configuration::setting_engine::SctpMaxMessageSize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +21,8 @@ use tracing::{debug, warn, Instrument};
 use webrtc::data_channel::DataChannel;
 use webrtc::peer_connection::{
     PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCConfigurationBuilder,
-    RTCIceConnectionState, RTCIceGatheringState, RTCPeerConnectionState, RTCSessionDescription,
-    SettingEngineBuilder,
+    RTCIceConnectionState, RTCIceGatheringState, RTCIceServer, RTCPeerConnectionState,
+    RTCSessionDescription, SettingEngineBuilder,
 };
 use webrtc::runtime::{Runtime, TokioRuntime};
 
@@ -35,6 +35,8 @@ pub struct RtcHost {
     cfg: Arc<RtcConfig>,
     live: Arc<AtomicUsize>,
     runtime: Arc<dyn Runtime>,
+    /// Next port to try in `cfg.udp_ports`.
+    port_cursor: Arc<AtomicUsize>,
 }
 
 /// Forwards the library's callbacks (run on the connection's driver task) to the supervisor.
@@ -88,7 +90,26 @@ impl RtcHost {
             cfg: Arc::new(cfg),
             live: Arc::new(AtomicUsize::new(0)),
             runtime: Arc::new(SeedRuntime(TokioRuntime)),
+            port_cursor: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// A free UDP port of `cfg.udp_ports` (round robin from the last one
+    /// given), or 0 (the OS chooses) without a range.
+    fn pick_port(&self) -> Result<u16, RtcError> {
+        let Some((lo, hi)) = self.cfg.udp_ports else {
+            return Ok(0);
+        };
+        let n = usize::from(hi - lo) + 1;
+        for _ in 0..n {
+            let port = lo + (self.port_cursor.fetch_add(1, Ordering::Relaxed) % n) as u16;
+            // Probed, then closed for webrtc-rs to bind: another process may
+            // take it in between, and the connection then fails to build.
+            if std::net::UdpSocket::bind(SocketAddr::new(self.cfg.bind_ip, port)).is_ok() {
+                return Ok(port);
+            }
+        }
+        Err(RtcError::NoFreePort(lo, hi))
     }
 
     /// The configuration this host was built with.
@@ -119,6 +140,7 @@ impl RtcHost {
         let span = tracing::info_span!("rtc", conn = id);
         let (ctl_tx, mut ctl_rx) = mpsc::unbounded_channel();
 
+        let port = self.pick_port()?;
         let setting_engine = SettingEngineBuilder::new()
             .with_network_types(vec![NetworkType::Udp4])
             .with_multicast_dns_mode(MulticastDnsMode::Disabled)
@@ -129,14 +151,20 @@ impl RtcHost {
                 Some(Duration::from_secs(5)),
                 Some(Duration::from_secs(10)),
                 Some(Duration::from_secs(2)),
-            )
-            .build();
+            );
+        let mut rtc_cfg = RTCConfigurationBuilder::new();
+        if !self.cfg.stun.is_empty() {
+            rtc_cfg = rtc_cfg.with_ice_servers(vec![RTCIceServer {
+                urls: self.cfg.stun.clone(),
+                ..Default::default()
+            }]);
+        }
         let pc = PeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_setting_engine(setting_engine)
+            .with_configuration(rtc_cfg.build())
+            .with_setting_engine(setting_engine.build())
             .with_handler(Arc::new(Handler { id, ctl: ctl_tx }))
             .with_runtime(self.runtime.clone())
-            .with_udp_addrs(vec![SocketAddr::new(bind_ip, 0)])
+            .with_udp_addrs(vec![SocketAddr::new(bind_ip, port)])
             .with_data_channel_send_buffer_limit(self.cfg.effective_send_buffer_limit())
             .build()
             .await
@@ -173,7 +201,13 @@ impl RtcHost {
             if !desc.sdp.contains("a=candidate:") {
                 return Err(RtcError::NoCandidate(bind_ip));
             }
-            Ok(desc.sdp)
+            // webrtc-rs 0.21 keeps SettingEngine's NAT 1:1 list but never
+            // applies it: the answer is complete (no trickle), so its
+            // candidates are rewritten here.
+            Ok(match self.cfg.public_ip {
+                Some(public) => announce_as(&desc.sdp, bind_ip, public),
+                None => desc.sdp,
+            })
         }
         .instrument(span.clone())
         .await;
@@ -211,5 +245,42 @@ impl RtcHost {
         );
         debug!(conn = id, "answer ready");
         Ok((answer, conn))
+    }
+}
+
+/// `sdp` with every candidate (and connection line) that names `bound`
+/// naming `public` instead: what a peer outside a 1:1 NAT must dial.
+pub(crate) fn announce_as(sdp: &str, bound: IpAddr, public: IpAddr) -> String {
+    let (bound, public) = (bound.to_string(), public.to_string());
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        if line.starts_with("a=candidate:") {
+            let mut f: Vec<&str> = line.split(' ').collect();
+            if f.len() > 5 && f[4] == bound {
+                f[4] = &public;
+            }
+            out.push_str(&f.join(" "));
+        } else if line.trim_end() == format!("c=IN IP4 {bound}") {
+            out.push_str(&line.replace(&bound, &public));
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::announce_as;
+
+    #[test]
+    fn only_the_bound_address_is_rewritten() {
+        let sdp = "v=0\r\nc=IN IP4 10.0.0.5\r\na=candidate:1 1 udp 2130706431 10.0.0.5 50000 typ host\r\na=candidate:2 1 udp 1 10.0.0.6 50001 typ host\r\na=mid:0\r\n";
+        let out = announce_as(
+            sdp,
+            "10.0.0.5".parse().unwrap(),
+            "203.0.113.7".parse().unwrap(),
+        );
+        assert_eq!(out, "v=0\r\nc=IN IP4 203.0.113.7\r\na=candidate:1 1 udp 2130706431 203.0.113.7 50000 typ host\r\na=candidate:2 1 udp 1 10.0.0.6 50001 typ host\r\na=mid:0\r\n");
     }
 }

@@ -144,9 +144,32 @@ pub struct RtcConfig {
     /// Per-connection send buffer: [`RtcSender::send`] waits while this many bytes are
     /// unacknowledged (on loopback at most [`LOOPBACK_SEND_BUFFER_LIMIT`]).
     pub send_buffer_limit: usize,
+    /// STUN servers (`stun:host:port`) the seed asks for its public address,
+    /// when it sits behind a NAT that maps its UDP ports as they are.
+    pub stun: Vec<String>,
+    /// The public IPv4 address a 1:1 NAT (a cloud instance's) maps `bind_ip`
+    /// to: announced instead of `bind_ip` in every candidate.
+    pub public_ip: Option<IpAddr>,
+    /// UDP ports the connections may bind (inclusive), so a firewall can be
+    /// opened for them; None: any port the OS chooses.
+    pub udp_ports: Option<(u16, u16)>,
 }
 
 impl RtcConfig {
+    /// Parses `MIN-MAX` (inclusive, MIN <= MAX, MIN > 0).
+    pub fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
+        let bad = || format!("{s:?}: expected a UDP port range MIN-MAX such as 50000-50999");
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        Ok((a, b))
+    }
+
     /// The send-buffer limit connections get: [`RtcConfig::send_buffer_limit`], capped at
     /// [`LOOPBACK_SEND_BUFFER_LIMIT`] when `bind_ip` is a loopback address.
     pub fn effective_send_buffer_limit(&self) -> usize {
@@ -163,6 +186,9 @@ impl Default for RtcConfig {
         RtcConfig {
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             send_buffer_limit: 1 << 20,
+            stun: Vec::new(),
+            public_ip: None,
+            udp_ports: None,
         }
     }
 }

@@ -54,6 +54,7 @@ impl SeedLink {
             heartbeat_ms,
             group: "lo".into(),
             server_ms: None,
+            ice_servers: Vec::new(),
         });
         hello
     }

@@ -25,6 +25,8 @@ impl Engine {
         let r = self.peers.get_mut(&peer).expect("caller checked");
         if r.is_seed {
             self.stats.bytes_from_seed += data.len() as u64;
+        } else if r.relayed {
+            self.stats.bytes_from_relay += data.len() as u64;
         } else {
             self.stats.bytes_from_peers += data.len() as u64;
         }

@@ -49,6 +49,12 @@ pub enum Input<'a> {
         peer: PeerKey,
         bytes: u64,
     },
+    /// The connection's selected candidate pair goes through a TURN relay:
+    /// what this peer sends is counted in `Stats::bytes_from_relay`, not as
+    /// P2P (the operator pays for relayed bytes).
+    PeerRelayed {
+        peer: PeerKey,
+    },
     /// The connection closed (or the driver dropped it).
     PeerClosed {
         peer: PeerKey,
@@ -181,6 +187,9 @@ pub struct Stats {
     pub bytes_from_seed: u64,
     /// Bytes received over HTTP, the init segment included.
     pub bytes_from_http: u64,
+    /// Bytes received from other viewers through a TURN relay (not in
+    /// `bytes_from_peers`).
+    pub bytes_from_relay: u64,
     pub bytes_uploaded: u64,
     pub segments_verified: u64,
     pub segments_appended: u64,
@@ -210,6 +219,7 @@ impl Stats {
             bytes_from_peers: self.bytes_from_peers,
             bytes_from_http: self.bytes_from_http + self.bytes_from_seed,
             bytes_uploaded: self.bytes_uploaded,
+            bytes_from_relay: self.bytes_from_relay,
             peers: self.peers,
             startup_ms: self.startup_ms,
             stalls: self.stalls,

@@ -246,6 +246,11 @@ impl Engine {
                     r.buffered = bytes;
                 }
             }
+            Input::PeerRelayed { peer } => {
+                if let Some(r) = self.peers.get_mut(&peer) {
+                    r.relayed = true;
+                }
+            }
             Input::PeerClosed { peer } => self.forget_peer(peer),
             Input::HttpDone { res, data } => self.on_http(res, data),
             Input::HttpFailed { res } => {

@@ -23,6 +23,8 @@ pub(super) const MAX_FETCHING_PER_PEER: usize = 16;
 pub(super) struct Remote {
     pub id: String,
     pub is_seed: bool,
+    /// Its connection goes through a TURN relay.
+    pub relayed: bool,
     pub hello: bool,
     /// Its bitfield arrived: we know what it holds.
     pub informed: bool,
@@ -62,6 +64,7 @@ impl Remote {
         Remote {
             id: id.to_owned(),
             is_seed,
+            relayed: false,
             hello: false,
             informed: false,
             have: Bitfield::new(segments),

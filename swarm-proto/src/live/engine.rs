@@ -148,6 +148,8 @@ impl Default for LiveConfig {
 struct LivePeer {
     id: String,
     is_seed: bool,
+    /// Its connection goes through a TURN relay.
+    relayed: bool,
     hello: bool,
     /// Sequences it announced (believed ones only), bounded.
     holds: Set<u32>,
@@ -463,6 +465,11 @@ impl LiveEngine {
                     r.buffered = bytes;
                 }
             }
+            Input::PeerRelayed { peer } => {
+                if let Some(r) = self.peers.get_mut(&peer) {
+                    r.relayed = true;
+                }
+            }
             Input::PeerClosed { peer } => self.forget_peer(peer),
             Input::HttpDone { res, data } => self.on_http(res, data),
             Input::HttpFailed { res } => {
@@ -557,6 +564,7 @@ impl LiveEngine {
             LivePeer {
                 id: remote_id.to_owned(),
                 is_seed,
+                relayed: false,
                 hello: false,
                 holds: Set::new(),
                 wants: 0,
@@ -854,6 +862,8 @@ impl LiveEngine {
         let r = self.peers.get_mut(&peer).expect("caller checked");
         if r.is_seed {
             self.stats.bytes_from_seed += data.len() as u64;
+        } else if r.relayed {
+            self.stats.bytes_from_relay += data.len() as u64;
         } else {
             self.stats.bytes_from_peers += data.len() as u64;
         }
