@@ -354,7 +354,8 @@ impl Driver {
                     // The channel may come back (its seed restarting) or the
                     // server be less busy: play on, ask again later.
                     log(&format!(
-                        "join refused ({message}); asking again in {REJOIN_AFTER_MS} ms"
+                        "join refused ({message}); asking again in {} ms",
+                        REJOIN_AFTER_MS as u32
                     ));
                     self.rejoin_at = Some(t + REJOIN_AFTER_MS);
                 } else {

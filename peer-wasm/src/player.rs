@@ -105,7 +105,7 @@ impl Options {
                     _ => {
                         return Err(format!(
                             "Shoal: options.startedAt must be a performance.now() time of the last {} s, not {v:?}",
-                            STARTED_AT_MAX_AGE_MS / 1000.0
+                            (STARTED_AT_MAX_AGE_MS / 1000.0) as u32
                         )
                         .into())
                     }
@@ -118,12 +118,11 @@ impl Options {
                 Some(ms) if (LIVE_LATENCY_MIN_MS..=LIVE_LATENCY_MAX_MS).contains(&ms) => {
                     Some(ms as u64)
                 }
-                _ => {
-                    return Err(format!(
-                        "Shoal: options.liveLatencyMs must be a number of ms from {LIVE_LATENCY_MIN_MS} to {LIVE_LATENCY_MAX_MS}, not {v:?}"
-                    )
-                    .into())
-                }
+                _ => return Err(format!(
+                    "Shoal: options.liveLatencyMs must be a number of ms from {} to {}, not {v:?}",
+                    LIVE_LATENCY_MIN_MS as u32, LIVE_LATENCY_MAX_MS as u32
+                )
+                .into()),
             },
         };
         let ice_servers = match get("iceServers") {
