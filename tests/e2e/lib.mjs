@@ -368,8 +368,11 @@ export const CHROMIUM_ARGS = [
  * nat-lab.mjs makes) to run Chromium in: Playwright then starts a small
  * wrapper, `exec ip netns exec NETNS chromium "$@"` (it talks to Chromium
  * over a pipe, which the wrapper keeps). Needs root.
+ * loopback: false leaves out --allow-loopback-in-peer-connection (a browser
+ * with a real network then gathers no 127.0.0.1 candidate, whose STUN
+ * requests could only fail).
  */
-export async function launchBrowser({ args = [], netns, ...opts } = {}) {
+export async function launchBrowser({ args = [], netns, loopback = true, ...opts } = {}) {
   const { chromium } = await import('playwright-core');
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run scripts/setup.sh`);
   let executablePath = CHROMIUM;
@@ -381,7 +384,7 @@ export async function launchBrowser({ args = [], netns, ...opts } = {}) {
   return chromium.launch({
     executablePath,
     headless: true,
-    args: [...CHROMIUM_ARGS, ...args],
+    args: [...CHROMIUM_ARGS.filter((a) => loopback || a !== '--allow-loopback-in-peer-connection'), ...args],
     timeout: 60_000,
     ...opts,
   });
