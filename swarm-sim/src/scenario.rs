@@ -201,6 +201,11 @@ pub struct EngineTweaks {
     pub behind_ms: Option<u64>,
     /// Live: `LiveConfig::max_upload_backlog`, full-size bytes.
     pub max_upload_backlog: Option<u64>,
+    /// `max_buffered_bytes` of both engines (bytes queued toward one peer
+    /// above which its requests are refused), full-size bytes.
+    pub max_buffered_bytes: Option<u64>,
+    /// VOD: `Config::max_unserved_claims`.
+    pub max_unserved_claims: Option<u32>,
     /// Live: `LiveConfig::want_timeout_ms`.
     pub want_timeout_ms: Option<u64>,
     /// Live: `LiveConfig::max_failed_wants`.

@@ -252,6 +252,9 @@ pub struct Sim<'a> {
     events: u64,
     /// `SWARM_SIM_DEBUG` set: count close and drop reasons, print sums.
     debug: bool,
+    /// Every node's signaling id, and every group's name.
+    names: Vec<Box<str>>,
+    group_names: Vec<String>,
     reasons: std::collections::BTreeMap<String, u64>,
 }
 
@@ -282,6 +285,13 @@ impl<'a> Sim<'a> {
         }
         if let Some(x) = t.max_upload_backlog {
             live_cfg.max_upload_backlog = x / scale;
+        }
+        if let Some(x) = t.max_buffered_bytes {
+            live_cfg.max_buffered_bytes = x / scale;
+            vod_cfg.max_buffered_bytes = x / scale;
+        }
+        if let Some(x) = t.max_unserved_claims {
+            vod_cfg.max_unserved_claims = x;
         }
         if let Some(x) = t.want_timeout_ms {
             live_cfg.want_timeout_ms = x;
@@ -343,6 +353,8 @@ impl<'a> Sim<'a> {
             last_sample: (0, 0, 0),
             events: 0,
             debug: std::env::var_os("SWARM_SIM_DEBUG").is_some(),
+            names: Vec::new(),
+            group_names: (0..sc.network.groups).map(|g| format!("g{g}")).collect(),
             reasons: Default::default(),
         };
         sim.setup();
@@ -374,6 +386,7 @@ impl<'a> Sim<'a> {
                 }
                 Kind::Vod => engines.resize_with(self.members.len(), || None),
             }
+            self.names.push(self.nodes.len().to_string().into());
             self.nodes.push(Node {
                 seed: true,
                 engines,
@@ -710,6 +723,7 @@ impl<'a> Sim<'a> {
                 AnyEngine::Vod(Engine::new(m.0.clone(), self.vod_cfg.clone()))
             }
         };
+        self.names.push(self.nodes.len().to_string().into());
         self.nodes.push(Node {
             seed: false,
             engines: vec![Some(engine)],
@@ -777,17 +791,15 @@ impl<'a> Sim<'a> {
         } else {
             members.clone()
         };
-        let ids: Vec<String> = idx.iter().map(|v| v.to_string()).collect();
-        let groups: Vec<String> = idx
-            .iter()
-            .map(|&v| self.nodes[v as usize].group.to_string())
-            .collect();
+        if self.debug {
+            *self.reasons.entry("tracker calls".into()).or_default() += 1;
+            *self.reasons.entry("tracker candidates".into()).or_default() += idx.len() as u64;
+        }
         let cands: Vec<Candidate> = idx
             .iter()
-            .enumerate()
-            .map(|(i, &v)| Candidate {
-                peer_id: &ids[i],
-                group: &groups[i],
+            .map(|&v| Candidate {
+                peer_id: &self.names[v as usize],
+                group: &self.group_names[self.nodes[v as usize].group as usize],
                 upload_rate: self.nodes[v as usize].upload_rate,
                 quality: 1.0,
             })
@@ -796,9 +808,14 @@ impl<'a> Sim<'a> {
             enough_same_group: sc.tracker.enough_same_group,
             max: sc.tracker.max,
         };
-        let me_s = me.to_string();
-        let my_group = self.nodes[me as usize].group.to_string();
-        let chosen = select_peers(&me_s, &my_group, &cands, rule, self.rng.gen());
+        let my_group = &self.group_names[self.nodes[me as usize].group as usize];
+        let chosen = select_peers(
+            &self.names[me as usize],
+            my_group,
+            &cands,
+            rule,
+            self.rng.gen(),
+        );
         let mut seen = std::collections::HashSet::new();
         for id in chosen {
             let v: u32 = id.parse().expect("ids are numbers");
@@ -964,6 +981,28 @@ impl<'a> Sim<'a> {
 
     fn input(&mut self, node: u32, content: u32, input: Input<'_>) {
         let now = self.ms();
+        if self.debug {
+            let name = match &input {
+                Input::PeerData { data, .. } if wire::is_piece(data) => "piece",
+                Input::PeerData { data, .. } => match data.get(1) {
+                    Some(&t) => [
+                        "data0", "data1", "data2", "data3", "data4", "data5", "data6", "data7",
+                        "data8", "data9", "data10", "data11", "data12", "data13",
+                    ][(t as usize).min(13)],
+                    None => "data?",
+                },
+                Input::PeerBuffered { .. } => "buffered",
+                Input::SignatureChecked { .. } => "checked",
+                Input::Clock { .. } => "clock",
+                Input::Playhead { .. } => "playhead",
+                Input::PeerConnected { .. } => "connected",
+                Input::PeerClosed { .. } => "closed",
+                Input::HttpDone { .. } => "http",
+                Input::Media(_) => "media",
+                _ => "other",
+            };
+            *self.reasons.entry(format!("input {name}")).or_default() += 1;
+        }
         match self.nodes[node as usize].engine(content) {
             Some(e) => e.handle_input(now, input),
             None => return,
@@ -1131,9 +1170,10 @@ impl<'a> Sim<'a> {
                             media = Some(MediaEvent::Playing);
                             if !p.started {
                                 p.started = true;
-                                if measuring {
-                                    self.acc.startups.push((self.now - n.joined_at) / MS);
-                                }
+                                // Every viewer's startup, whenever it joined
+                                // (within the window only, the slow ones of
+                                // the ramp would be over-counted).
+                                self.acc.startups.push((self.now - n.joined_at) / MS);
                             }
                         }
                         let step = dt * p.rate as u64 / 1000;
@@ -1174,15 +1214,10 @@ impl<'a> Sim<'a> {
             self.input(v, content, Input::Media(ev));
         }
         let pos = self.nodes[v as usize].play.position_ms;
-        if vod_end.is_none() {
-            self.input(
-                v,
-                content,
-                Input::Clock {
-                    unix_ms: T0 + now_ms,
-                },
-            );
-        }
+        // The wall clock was given at join: a virtual clock never drifts,
+        // so the engine's own extrapolation is exact (the browser driver
+        // passes it every tick to follow corrections).
+        let _ = now_ms;
         self.input(v, content, Input::Playhead { position_ms: pos });
         if !self.nodes[v as usize].online {
             return;

@@ -464,6 +464,9 @@ impl LiveEngine {
                 if let Some(r) = self.peers.get_mut(&peer) {
                     r.buffered = bytes;
                 }
+                // A counter the next want or scheduling pass reads: no pass
+                // of its own (drivers report it after every message sent).
+                return;
             }
             Input::PeerRelayed { peer } => {
                 if let Some(r) = self.peers.get_mut(&peer) {
