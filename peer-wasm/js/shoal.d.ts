@@ -50,7 +50,7 @@ export interface ShoalConnections {
   attempted: number;
   connected: number;
   failed: number;
-  /** Connected peers by the selected candidate pair (the "highest" of its two candidate types): same network, through NAT (srflx, prflx), or through TURN (relay). */
+  /** Open connections by their selected candidate pair now (the "highest" of its two candidate types: same network, through NAT (srflx, prflx), or through TURN (relay)); the pair can change while connected, and is looked at every 2 s. */
   host: number;
   srflx: number;
   prflx: number;

@@ -60,12 +60,20 @@ pub(crate) struct Driver {
     /// The most recent peers dropped for misbehaving (newest last).
     dropped: VecDeque<String>,
     conns: ConnLog,
+    last_route_poll: f64,
     last_report: f64,
     last_get_peers: f64,
     /// Live: the channel was reported interrupted when this many segments
     /// had been appended; the notice goes once one more is.
     interrupted_at: Option<u64>,
 }
+
+/// Messages kept from a peer while its route is asked (a getStats away).
+const MAX_PENDING_BEFORE_ROUTE: usize = 64;
+/// How often open connections' candidate pairs are looked at again.
+const ROUTE_POLL_MS: f64 = 2000.0;
+/// A connection's route is reported this long after it opened.
+const ROUTE_SETTLE_MS: f64 = 2000.0;
 
 /// Delay before joining again after a refusal that may pass.
 const REJOIN_AFTER_MS: f64 = 3000.0;
@@ -103,6 +111,7 @@ impl Driver {
             fatal: None,
             dropped: VecDeque::new(),
             conns: ConnLog::default(),
+            last_route_poll: 0.0,
             last_report: now_ms(),
             last_get_peers: f64::NEG_INFINITY,
             interrupted_at: None,
@@ -202,6 +211,15 @@ impl Driver {
         }
         for (peer, bytes) in self.peers.buffered() {
             self.input(Input::PeerBuffered { peer, bytes });
+        }
+        if t - self.last_route_poll >= ROUTE_POLL_MS {
+            // The selected pair can change while connected (relay -> direct).
+            self.last_route_poll = t;
+            for key in self.peers.keys() {
+                if self.peers.get(key).is_some_and(|c| c.open) {
+                    self.peers.query_route(key, weak);
+                }
+            }
         }
         if let Some(n) = self.interrupted_at {
             if self.engine.stats().segments_appended > n {
@@ -491,57 +509,74 @@ impl Driver {
                 }
             }
             RtcEv::Open(key) => {
-                if let Some((remote_id, is_seed, created_at)) = self.peers.on_open(key) {
-                    let ms = (now_ms() - created_at).max(0.0) as u64;
-                    self.conns.connected(ms.min(u32::MAX as u64) as u32);
-                    self.peers.query_route(key, ms, weak);
+                let t = now_ms();
+                if let Some((remote_id, is_seed, created_at)) = self.peers.on_open(key, t) {
+                    let ms = (t - created_at).max(0.0) as u32;
+                    self.conns.connected(ms);
+                    // The engine hears of the peer with its route (a getStats
+                    // away), so that every byte is counted as direct or relayed.
+                    self.peers.query_route(key, weak);
                     self.debug(|| {
                         format!(
                             "peer {remote_id} connected{}",
                             if is_seed { " (seed)" } else { "" }
                         )
                     });
+                }
+            }
+            RtcEv::Route(key, route) => {
+                let Some(c) = self.peers.get_mut(key).filter(|c| c.open) else {
+                    return;
+                };
+                let first = !c.routed;
+                let changed = first || (route.is_some() && route != c.route);
+                if changed {
+                    c.route = route;
+                }
+                c.routed = true;
+                let pending = std::mem::take(&mut c.pending);
+                let (remote_id, is_seed) = (c.remote_id.clone(), c.is_seed);
+                // The route is reported once it had time to settle: ICE
+                // often starts on a relayed pair and moves to a direct one.
+                let settled = now_ms() - c.opened_at >= ROUTE_SETTLE_MS;
+                if first {
                     self.input(Input::PeerConnected {
                         peer: key,
                         remote_id: &remote_id,
                         is_seed,
                     });
                 }
-            }
-            RtcEv::Route(key, ms, route) => {
-                let Some(c) = self.peers.get(key) else {
-                    return;
-                };
-                let peer = c.remote_id.clone();
-                if let Some(r) = route {
-                    self.conns.route(r);
-                    if r == Route::Relay {
-                        self.input(Input::PeerRelayed { peer: key });
-                    }
+                if changed {
+                    let relayed = route == Some(Route::Relay);
+                    self.input(Input::PeerRoute { peer: key, relayed });
                 }
-                self.debug(|| format!("peer {peer}: connected in {ms} ms over {route:?}"));
-                let swarm = self.content_id();
-                self.signal.send(&ClientMsg::ConnResult {
-                    swarm,
-                    peer,
-                    ok: true,
-                    ms,
-                    route,
-                });
+                for data in pending {
+                    self.input(Input::PeerData {
+                        peer: key,
+                        data: &data,
+                    });
+                }
+                if settled {
+                    self.report_conn(key);
+                }
             }
             RtcEv::IceError(e) => {
                 log(&format!("Shoal: ICE server error: {e}"));
                 self.conns.ice_error(e);
             }
             RtcEv::Data(peer, data) => {
-                let Some(bytes) = self
-                    .peers
-                    .get(peer)
-                    .filter(|c| c.open)
-                    .map(|c| c.buffered())
-                else {
+                let Some(c) = self.peers.get_mut(peer).filter(|c| c.open) else {
                     return;
                 };
+                if !c.routed {
+                    if c.pending.len() >= MAX_PENDING_BEFORE_ROUTE {
+                        self.disconnect(peer, "sent too much before its route was known");
+                    } else {
+                        c.pending.push(data);
+                    }
+                    return;
+                }
+                let bytes = c.buffered();
                 self.input(Input::PeerBuffered { peer, bytes });
                 self.input(Input::PeerData { peer, data: &data });
             }
@@ -715,6 +750,7 @@ impl Driver {
     /// The one way a peer leaves: its connection is closed and the engine
     /// is told (a peer it no longer knows is a no-op there).
     fn disconnect(&mut self, key: PeerKey, why: &str) {
+        self.report_conn(key);
         if let Some(c) = self.peers.remove(key) {
             self.debug(|| format!("peer {} closed: {why}", c.remote_id));
             if !c.open {
@@ -736,6 +772,26 @@ impl Driver {
         self.input(Input::PeerClosed { peer: key });
     }
 
+    /// Tells the signal server, once, how the open connection `key` went:
+    /// the time to an open data channel and the route of its pair.
+    fn report_conn(&mut self, key: PeerKey) {
+        let Some(c) = self.peers.get_mut(key).filter(|c| c.open && !c.reported) else {
+            return;
+        };
+        c.reported = true;
+        let (peer, route) = (c.remote_id.clone(), c.route);
+        let ms = (c.opened_at - c.created_at).max(0.0) as u64;
+        self.debug(|| format!("peer {peer}: connected in {ms} ms over {route:?}"));
+        let swarm = self.content_id();
+        self.signal.send(&ClientMsg::ConnResult {
+            swarm,
+            peer,
+            ok: true,
+            ms,
+            route,
+        });
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             stats: self.engine.stats(),
@@ -749,7 +805,10 @@ impl Driver {
             http_origins: self.origins.len(),
             error: self.fatal.clone(),
             dropped_peers: self.dropped.iter().cloned().collect(),
-            conns: self.conns.clone(),
+            conns: ConnLog {
+                routes: self.peers.routes(),
+                ..self.conns.clone()
+            },
         }
     }
 

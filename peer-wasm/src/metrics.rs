@@ -8,7 +8,6 @@
 
 use js_sys::{Array, Object, Reflect};
 use swarm_proto::engine::{Stats, Tables};
-use swarm_proto::signal::Route;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// Everything stats() reports, taken at one moment.
@@ -36,7 +35,8 @@ pub(crate) struct Snapshot {
 pub(crate) struct ConnLog {
     pub connected: u32,
     pub failed: u32,
-    /// Connected peers by route: host, srflx, prflx, relay.
+    /// Open connections by the route of their selected pair now: host,
+    /// srflx, prflx, relay.
     pub routes: [u32; 4],
     /// Creation to open data channel, ms (the most recent ones).
     pub connect_ms: Vec<u32>,
@@ -54,10 +54,6 @@ impl ConnLog {
             self.connect_ms.remove(0);
         }
         self.connect_ms.push(ms);
-    }
-
-    pub fn route(&mut self, r: Route) {
-        self.routes[r as usize] += 1;
     }
 
     pub fn ice_error(&mut self, e: String) {

@@ -118,11 +118,13 @@ impl Options {
                 Some(ms) if (LIVE_LATENCY_MIN_MS..=LIVE_LATENCY_MAX_MS).contains(&ms) => {
                     Some(ms as u64)
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "Shoal: options.liveLatencyMs must be a number of ms from {} to {}, not {v:?}",
                     LIVE_LATENCY_MIN_MS as u32, LIVE_LATENCY_MAX_MS as u32
                 )
-                .into()),
+                    .into())
+                }
             },
         };
         let ice_servers = match get("iceServers") {

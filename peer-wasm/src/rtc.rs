@@ -52,9 +52,8 @@ pub(crate) enum RtcEv {
         dc: RtcDataChannel,
     },
     Open(PeerKey),
-    /// The selected candidate pair of a connection that opened after
-    /// `.1` ms (None: unknown).
-    Route(PeerKey, u64, Option<Route>),
+    /// The selected candidate pair of an open connection (None: unknown).
+    Route(PeerKey, Option<Route>),
     /// An ICE server could not be used (`icecandidateerror`): a wrong TURN
     /// credential, an unreachable STUN server.
     IceError(String),
@@ -72,6 +71,16 @@ pub(crate) struct Conn {
     pub answered: bool,
     pub open: bool,
     pub created_at: f64,
+    /// When its data channel opened.
+    pub opened_at: f64,
+    /// Route of its selected candidate pair, as last asked.
+    pub route: Option<Route>,
+    /// Its outcome went to the signal server.
+    pub reported: bool,
+    /// Its first route answer came: the engine knows the peer. Until then
+    /// its messages wait in `pending` (bytes are counted by route).
+    pub routed: bool,
+    pub pending: Vec<Vec<u8>>,
     pc: RtcPeerConnection,
     dc: Option<RtcDataChannel>,
     closures: Vec<Cb>,
@@ -153,6 +162,25 @@ impl Peers {
         self.conns.get(&key)
     }
 
+    /// Open connections by the route of their selected pair (host, srflx,
+    /// prflx, relay), as last asked.
+    pub fn routes(&self) -> [u32; 4] {
+        let mut n = [0; 4];
+        for r in self
+            .conns
+            .values()
+            .filter(|c| c.open)
+            .filter_map(|c| c.route)
+        {
+            n[r as usize] += 1;
+        }
+        n
+    }
+
+    pub fn get_mut(&mut self, key: PeerKey) -> Option<&mut Conn> {
+        self.conns.get_mut(&key)
+    }
+
     pub fn key_of(&self, remote_id: &str) -> Option<PeerKey> {
         self.by_id.get(remote_id).copied()
     }
@@ -197,7 +225,7 @@ impl Peers {
 
     /// Asks the browser which candidate pair an open connection uses
     /// (posted as `Route`).
-    pub fn query_route(&self, key: PeerKey, ms: u64, weak: &Weak<Shared>) {
+    pub fn query_route(&self, key: PeerKey, weak: &Weak<Shared>) {
         let Some(c) = self.conns.get(&key) else {
             return;
         };
@@ -208,7 +236,7 @@ impl Peers {
                 Ok(report) => selected_route(&report.unchecked_into()),
                 Err(_) => None,
             };
-            post(&weak, Ev::Rtc(RtcEv::Route(key, ms, route)));
+            post(&weak, Ev::Rtc(RtcEv::Route(key, route)));
         });
     }
 
@@ -287,6 +315,11 @@ impl Peers {
             answered: false,
             open: false,
             created_at: now,
+            opened_at: now,
+            route: None,
+            reported: false,
+            routed: false,
+            pending: Vec::new(),
             pc,
             dc: None,
             closures: vec![on_ice, on_state, on_dc, on_ice_error],
@@ -435,9 +468,10 @@ impl Peers {
     /// The channel opened; returns (remote id, is seed) the first time.
     /// Marks the connection open; its id, whether a seed, and the time it
     /// was created.
-    pub fn on_open(&mut self, key: PeerKey) -> Option<(String, bool, f64)> {
+    pub fn on_open(&mut self, key: PeerKey, now: f64) -> Option<(String, bool, f64)> {
         let c = self.conns.get_mut(&key).filter(|c| !c.open)?;
         c.open = true;
+        c.opened_at = now;
         Some((c.remote_id.clone(), c.is_seed, c.created_at))
     }
 }

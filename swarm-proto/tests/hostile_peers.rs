@@ -451,7 +451,13 @@ fn bytes_through_a_turn_relay_are_counted_apart_from_p2p() {
             ..Config::default()
         },
     );
-    e.handle_input(0, Input::PeerRelayed { peer: 2 });
+    e.handle_input(
+        0,
+        Input::PeerRoute {
+            peer: 2,
+            relayed: true,
+        },
+    );
     let outs = drain(&mut e);
     let mut sent = [0u64; 3];
     for p in [1u64, 2] {
@@ -466,4 +472,26 @@ fn bytes_through_a_turn_relay_are_counted_apart_from_p2p() {
     assert_eq!(s.bytes_from_peers, sent[1], "direct peer bytes only");
     assert_eq!(s.bytes_from_relay, sent[2], "relayed bytes apart");
     assert_eq!(s.report().bytes_from_relay, sent[2]);
+    // ICE moved peer 2 to a direct pair: from now on its bytes are P2P.
+    e.handle_input(
+        20,
+        Input::PeerRoute {
+            peer: 2,
+            relayed: false,
+        },
+    );
+    let outs = drain(&mut e);
+    let mut later = 0;
+    for (seg, piece) in requests(&outs, 2) {
+        let data = piece_of(&d, seg, piece);
+        later += data.len() as u64;
+        feed(&mut e, 30, 2, &Message::Piece { seg, piece, data });
+    }
+    assert!(later > 0, "peer 2 was asked for segment 2");
+    let s = e.stats();
+    assert_eq!(
+        s.bytes_from_relay, sent[2],
+        "relayed bytes stay as they were"
+    );
+    assert_eq!(s.bytes_from_peers, sent[1] + later);
 }

@@ -49,11 +49,13 @@ pub enum Input<'a> {
         peer: PeerKey,
         bytes: u64,
     },
-    /// The connection's selected candidate pair goes through a TURN relay:
-    /// what this peer sends is counted in `Stats::bytes_from_relay`, not as
-    /// P2P (the operator pays for relayed bytes).
-    PeerRelayed {
+    /// The connection's selected candidate pair goes through a TURN relay
+    /// (`relayed`) or not; it may change while connected (ICE moves to a
+    /// better pair). While relayed, what this peer sends is counted in
+    /// `Stats::bytes_from_relay`, not as P2P (the operator pays for it).
+    PeerRoute {
         peer: PeerKey,
+        relayed: bool,
     },
     /// The connection closed (or the driver dropped it).
     PeerClosed {

@@ -246,9 +246,9 @@ impl Engine {
                     r.buffered = bytes;
                 }
             }
-            Input::PeerRelayed { peer } => {
+            Input::PeerRoute { peer, relayed } => {
                 if let Some(r) = self.peers.get_mut(&peer) {
-                    r.relayed = true;
+                    r.relayed = relayed;
                 }
             }
             Input::PeerClosed { peer } => self.forget_peer(peer),

@@ -468,9 +468,9 @@ impl LiveEngine {
                 // of its own (drivers report it after every message sent).
                 return;
             }
-            Input::PeerRelayed { peer } => {
+            Input::PeerRoute { peer, relayed } => {
                 if let Some(r) = self.peers.get_mut(&peer) {
-                    r.relayed = true;
+                    r.relayed = relayed;
                 }
             }
             Input::PeerClosed { peer } => self.forget_peer(peer),
