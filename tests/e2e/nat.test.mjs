@@ -226,6 +226,34 @@ test('C: viewers behind two symmetric NATs connect through coturn', { timeout: 9
   assert.equal(sum(run.stats.map((s) => s.bytesFromPeers)), 0, 'C: direct peer bytes between symmetric NATs');
 });
 
+test('D: a wrong TURN credential is reported in stats and the viewer plays on over HTTP', { timeout: 90_000 }, async () => {
+  const bad = [{ urls: [turn.turn], username: `${Math.floor(Date.now() / 1000) + 600}:nobody`, credential: 'not-the-hmac' }];
+  const run = await runNatSwarm({
+    servers,
+    vod,
+    homes: [home(3)],
+    relay: true,
+    query: { ice: JSON.stringify(bad) },
+    timeoutMs: 40_000,
+    minWatchMs: 3_000,
+    log,
+    done: ({ stats }) => stats[0] && stats[0].segmentsAppended > 2 && (stats[0].iceErrors || []).length > 0,
+  });
+  const s = run.stats[0];
+  log(`D: ${JSON.stringify({ iceErrors: s.iceErrors, connections: s.connections, fromHttp: s.bytesFromHttp, appended: s.segmentsAppended, error: s.error })}`);
+  assert.deepEqual(run.errors, [], 'D: page errors');
+  assert.equal(s.error, null, 'D: the viewer stopped');
+  assert.ok(s.segmentsAppended > 2, 'D: the viewer did not play on');
+  assert.ok(s.bytesFromHttp > 0, 'D: nothing came over HTTP');
+  assert.ok(s.iceErrors.length > 0, 'D: the wrong credential was not reported');
+  assert.ok(
+    s.iceErrors.some((e) => e.includes(turn.turn.split('?')[0].replace(/^turn:/, '')) || / 401 /.test(e)),
+    `D: the error names neither the server nor the refusal: ${JSON.stringify(s.iceErrors)}`,
+  );
+  assert.equal(s.connections.relay, 0, 'D: a relayed connection with a wrong credential');
+  lab.assertContained();
+});
+
 test('the signal server reports connection outcomes per network group', { timeout: 20_000 }, async () => {
   const r = await fetchJson(new URL('/api/admin/connections', servers.signalUrl).toString(), {
     headers: { authorization: `Bearer ${ADMIN_KEY}` },
