@@ -119,7 +119,7 @@ process.on('exit', () => {
  * Spawns a binary and resolves once it prints `<marker> <url>` on stdout.
  * Keeps the last lines of its output for error messages.
  */
-function spawnServer(name, bin, args, { env = {}, marker, timeoutMs }) {
+export function spawnServer(name, bin, args, { env = {}, marker, timeoutMs }) {
   if (!existsSync(bin)) {
     throw new Error(`${bin} does not exist: build it first (cargo build --workspace)`);
   }
@@ -178,7 +178,7 @@ function spawnServer(name, bin, args, { env = {}, marker, timeoutMs }) {
   return server;
 }
 
-async function stopServer(server) {
+export async function stopServer(server) {
   if (!server || server.exited) return;
   server.child.kill('SIGTERM');
   const done = await Promise.race([server.exitedPromise, sleep(5_000).then(() => null)]);

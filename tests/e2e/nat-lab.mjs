@@ -195,7 +195,7 @@ export async function createNatLab({ homes = [{ nat: 'cone' }, { nat: 'cone' }],
     homes.forEach((h, k) => {
       const i = k + 1;
       const nat = h.nat ?? 'cone';
-      if (!['cone', 'symmetric'].includes(nat)) throw new Error(`home ${i}: unknown NAT type ${nat}`);
+      if (!['cone', 'symmetric', 'cloud'].includes(nat)) throw new Error(`home ${i}: unknown NAT type ${nat}`);
       const router = `shr${i}-${suffix}`;
       const host = `shh${i}-${suffix}`;
       const home = { index: i, nat, router, host, lanIp: `192.168.${i}.2`, gatewayIp: `192.168.${i}.1`, wanIp: homeWanIp(i) };
@@ -218,9 +218,27 @@ export async function createNatLab({ homes = [{ nat: 'cone' }, { nat: 'cone' }],
       ip('-n', host, 'link', 'set', 'lo', 'up');
       ip('-n', host, 'route', 'add', 'default', 'via', home.gatewayIp);
       nsExec(router, ['sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-      const masq = ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', homeLanNet(i), '-o', 'wan', '-j', 'MASQUERADE'];
-      if (nat === 'symmetric') masq.push('--random-fully');
-      nsExec(router, masq);
+      if (nat === 'cloud') {
+        // A cloud instance: a 1:1 NAT maps the public address to the
+        // instance's private one, and a firewall lets in only the TCP
+        // ports and UDP range the operator opened (h.open: { tcp: [..],
+        // udp: [min, max] }).
+        nsExec(router, ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', home.lanIp, '-o', 'wan', '-j', 'SNAT', '--to-source', home.wanIp]);
+        const open = h.open ?? {};
+        const rules = [
+          ...(open.tcp ?? []).map((p) => ['-p', 'tcp', '--dport', String(p)]),
+          ...(open.udp ? [['-p', 'udp', '--dport', `${open.udp[0]}:${open.udp[1]}`]] : []),
+        ];
+        for (const r of rules) {
+          nsExec(router, ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-i', 'wan', '-d', home.wanIp, ...r, '-j', 'DNAT', '--to-destination', home.lanIp]);
+          nsExec(router, ['iptables', '-A', 'FORWARD', '-i', 'wan', '-o', 'lan', '-d', home.lanIp, ...r, '-j', 'ACCEPT']);
+        }
+        home.open = open;
+      } else {
+        const masq = ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', homeLanNet(i), '-o', 'wan', '-j', 'MASQUERADE'];
+        if (nat === 'symmetric') masq.push('--random-fully');
+        nsExec(router, masq);
+      }
       // A home router's firewall: nothing from the WAN reaches the router
       // itself. Besides being what routers do, this keeps Linux conntrack
       // from confirming an entry for a peer's first hole-punching packet

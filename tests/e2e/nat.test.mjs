@@ -24,12 +24,27 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { ROOT, assertIsolatedNetns, fetchJson, launchBrowser, listVods, netInterfaces } from './lib.mjs';
+import {
+  ROOT,
+  SAMPLE_MEDIA_DIR,
+  TARGET_DIR,
+  assertIsolatedNetns,
+  fetchJson,
+  launchBrowser,
+  listVods,
+  netInterfaces,
+  spawnServer,
+  stopServer,
+} from './lib.mjs';
 import { candidateTypes, createNatLab, rawWebRtcPair, runNatSwarm, startLabServers } from './nat-lab.mjs';
 
 const log = (m) => process.stderr.write(`  ${m}\n`);
 const ADMIN_KEY = 'nat-test-admin-key-0123456789abcdef';
+const SEED_KEY = randomBytes(32).toString('hex');
+const CLOUD_HTTP_PORT = 8081;
+const CLOUD_UDP = [50000, 50009];
 
 let lab;
 let turn;
@@ -39,9 +54,24 @@ const started = Date.now();
 
 before(async () => {
   assertIsolatedNetns();
-  lab = await createNatLab({ homes: [{ nat: 'cone' }, { nat: 'cone' }, { nat: 'symmetric' }, { nat: 'symmetric' }], log });
+  lab = await createNatLab({
+    homes: [
+      { nat: 'cone' },
+      { nat: 'cone' },
+      { nat: 'symmetric' },
+      { nat: 'symmetric' },
+      // A cloud instance behind a 1:1 NAT whose firewall opens one TCP port and a UDP range.
+      { nat: 'cloud', open: { tcp: [CLOUD_HTTP_PORT], udp: CLOUD_UDP } },
+    ],
+    log,
+  });
   turn = await lab.startTurn();
-  servers = await startLabServers({ turn, cache: path.join(ROOT, '.shoal/cache'), signalArgs: ['--admin-key', ADMIN_KEY] });
+  servers = await startLabServers({
+    turn,
+    cache: path.join(ROOT, '.shoal/cache'),
+    signalArgs: ['--admin-key', ADMIN_KEY],
+    env: { SHOAL_SEED_KEY: SEED_KEY },
+  });
   [vod] = await listVods(servers.seedUrl);
   assert.ok(vod, 'the seed published no video');
   log(`servers: signal ${servers.signalUrl}, seed ${servers.seedUrl}, turn ${turn.turn} (${Date.now() - started} ms)`);
@@ -79,7 +109,7 @@ test('the lab: contained, NATs map to the routers, plain WebRTC direct through c
   const browsers = [];
   try {
     const pages = [];
-    for (const h of lab.homes) {
+    for (const h of lab.homes.filter((x) => x.nat !== 'cloud')) {
       const b = await launchBrowser({ netns: h.host, loopback: false });
       browsers.push(b);
       pages.push(await (await b.newContext()).newPage());
@@ -252,6 +282,55 @@ test('D: a wrong TURN credential is reported in stats and the viewer plays on ov
   );
   assert.equal(s.connections.relay, 0, 'D: a relayed connection with a wrong credential');
   lab.assertContained();
+});
+
+test('E: a seed in the cloud behind a 1:1 NAT (--public-ip, --udp-ports) serves a viewer over WebRTC', { timeout: 150_000 }, async () => {
+  const cloud = lab.homes.find((h) => h.nat === 'cloud');
+  const seed = spawnServer(
+    'cloud-seed',
+    '/usr/sbin/ip',
+    [
+      'netns', 'exec', cloud.host,
+      path.join(TARGET_DIR, 'debug', 'shoal-seed'),
+      '--media', SAMPLE_MEDIA_DIR,
+      '--cache', path.join(ROOT, '.shoal/cache'),
+      '--listen', `${cloud.lanIp}:${CLOUD_HTTP_PORT}`,
+      '--public-url', `http://${cloud.wanIp}:${CLOUD_HTTP_PORT}`,
+      '--rtc-ip', cloud.lanIp,
+      '--public-ip', cloud.wanIp,
+      '--udp-ports', `${CLOUD_UDP[0]}-${CLOUD_UDP[1]}`,
+      '--signal', servers.signalWs,
+      '--seed-id', 'cloud1',
+    ],
+    { env: { SHOAL_SEED_KEY: SEED_KEY }, marker: 'SHOAL_SEED_LISTENING', timeoutMs: 120_000 },
+  );
+  try {
+    await seed.ready;
+    const stats = () => fetchJson(`http://${cloud.wanIp}:${CLOUD_HTTP_PORT}/api/stats`);
+    await stats(); // its HTTP origin answers through the 1:1 NAT
+    const run = await runNatSwarm({
+      servers,
+      vod,
+      homes: [home(1)],
+      timeoutMs: 40_000,
+      minWatchMs: 3_000,
+      log,
+      done: ({ matched }) => matched.seedConns.some((c) => c.pair?.remoteAddress === cloud.wanIp && c.bytes > 0),
+    });
+    const conns = run.matched.seedConns.map((c) => ({ route: c.route, state: c.state, remote: c.pair && `${c.pair.remoteAddress}:${c.pair.remotePort}`, bytes: c.bytes }));
+    const served = await stats();
+    log(`E: seed connections ${JSON.stringify(conns)}; cloud seed rtc_bytes_served ${served.rtc_bytes_served}`);
+    checkCommon(run, 'E');
+    const c = run.matched.seedConns.find((x) => x.pair?.remoteAddress === cloud.wanIp);
+    assert.ok(c, `E: the viewer never connected to the cloud seed at ${cloud.wanIp}: ${JSON.stringify(conns)}`);
+    assert.ok(c.pair.remotePort >= CLOUD_UDP[0] && c.pair.remotePort <= CLOUD_UDP[1], `E: the cloud seed's port ${c.pair.remotePort} is outside --udp-ports`);
+    assert.ok(c.bytes > 0, 'E: nothing flowed on the cloud seed connection');
+    // The viewer's every candidate for it named the public address: the private one never left the instance.
+    const cands = run.candidates.flat().filter((x) => x.includes(cloud.lanIp));
+    assert.deepEqual(cands, [], `E: the cloud seed's private address was announced: ${JSON.stringify(cands)}`);
+  } finally {
+    await stopServer(seed);
+  }
 });
 
 test('the signal server reports connection outcomes per network group', { timeout: 20_000 }, async () => {
