@@ -40,6 +40,8 @@ const REPORT_EVERY: Micros = 5000 * MS;
 const INIT_BYTES: usize = 800;
 /// Time-series sample period.
 const SAMPLE_EVERY: Micros = 10_000 * MS;
+/// Progress lines on stderr, every this much simulated time.
+const PROGRESS_EVERY: Micros = 60_000 * MS;
 /// Latency histogram: 10 ms buckets up to 120 s.
 const LAT_BUCKET_MS: u64 = 10;
 const LAT_BUCKETS: usize = 12_000;
@@ -189,6 +191,13 @@ impl Node {
     }
 }
 
+#[derive(Clone, Copy, Default)]
+struct Series {
+    seed_rtc_in: u64,
+    http_in: u64,
+    p2p: u64,
+}
+
 #[derive(Default)]
 struct Acc {
     /// Seed egress, by the time it left the seed.
@@ -246,12 +255,16 @@ pub struct Sim<'a> {
     live_cfg: LiveConfig,
     vod_cfg: Config,
     acc: Acc,
+    /// Bytes received from seeds (WebRTC and HTTP) and from viewers since
+    /// the start, for the time series.
+    series: Series,
     pairs: Vec<(u32, u32)>,
     csv: String,
     last_sample: (u64, u64, u64),
     events: u64,
     /// `SWARM_SIM_DEBUG` set: count close and drop reasons, print sums.
     debug: bool,
+    started: std::time::Instant,
     /// Every node's signaling id, and every group's name.
     names: Vec<Box<str>>,
     group_names: Vec<String>,
@@ -348,12 +361,14 @@ impl<'a> Sim<'a> {
                 latency: vec![0; LAT_BUCKETS],
                 ..Acc::default()
             },
+            series: Series::default(),
             pairs: Vec::new(),
             csv: String::new(),
             last_sample: (0, 0, 0),
             events: 0,
             debug: std::env::var_os("SWARM_SIM_DEBUG").is_some(),
             names: Vec::new(),
+            started: std::time::Instant::now(),
             group_names: (0..sc.network.groups).map(|g| format!("g{g}")).collect(),
             reasons: Default::default(),
         };
@@ -487,7 +502,7 @@ impl<'a> Sim<'a> {
         }
         if self.opt.csv {
             self.csv
-                .push_str("t_s,viewers,seed_egress_mbps,p2p_share,stalled_viewers\n");
+                .push_str("t_s,viewers,seed_to_viewers_mbps,p2p_share,stalled_viewers\n");
             self.push(SAMPLE_EVERY, Ev::Sample);
         }
     }
@@ -524,6 +539,9 @@ impl<'a> Sim<'a> {
         while let Some(Queued { t, ev, .. }) = self.q.pop() {
             if t > end {
                 break;
+            }
+            if t / PROGRESS_EVERY != self.now / PROGRESS_EVERY {
+                self.progress();
             }
             self.now = t;
             self.events += 1;
@@ -573,6 +591,7 @@ impl<'a> Sim<'a> {
                 let size = self.resource_len(to, res);
                 let v = self.vsize_payload(size);
                 self.nodes[seed as usize].uploaded_v += v;
+                self.series.http_in += v;
                 if self.measuring() {
                     self.acc.http_in += v;
                 }
@@ -960,6 +979,14 @@ impl<'a> Sim<'a> {
         if !nt.online || !nt.conns.contains(&from) {
             return;
         }
+        if piece {
+            let v = ((data.len() - PIECE_HEADER) as u64) * self.scale;
+            if nf.seed {
+                self.series.seed_rtc_in += v;
+            } else {
+                self.series.p2p += v;
+            }
+        }
         if piece && self.measuring() {
             let v = ((data.len() - PIECE_HEADER) as u64) * self.scale;
             if nf.seed {
@@ -1261,6 +1288,18 @@ impl<'a> Sim<'a> {
         self.push(t, Ev::Tick(v));
     }
 
+    /// A progress line on stderr (wall time is not part of the output).
+    fn progress(&self) {
+        let online = self.member_at.len();
+        eprintln!(
+            "  [{}] t={} s, {online} viewers online, {} events, wall {:.1} s",
+            self.sc.name,
+            self.now / 1_000_000,
+            self.events,
+            self.started.elapsed().as_secs_f64()
+        );
+    }
+
     fn sample(&mut self) {
         let online = (self.seeds..self.nodes.len())
             .filter(|&v| self.nodes[v].online)
@@ -1271,11 +1310,12 @@ impl<'a> Sim<'a> {
                 n.online && n.play.started && !n.play.playing
             })
             .count();
-        let seed = self.acc.seed_rtc + self.acc.seed_http;
+        let c = self.series;
+        let seed = c.seed_rtc_in + c.http_in;
         let (s0, p0, a0) = self.last_sample;
-        let all = self.acc.seed_rtc_in + self.acc.http_in + self.acc.p2p;
+        let all = c.seed_rtc_in + c.http_in + c.p2p;
         let d_seed = seed - s0;
-        let d_p2p = self.acc.p2p - p0;
+        let d_p2p = c.p2p - p0;
         let d_all = all - a0;
         let mbps = d_seed as f64 * 8.0 / (SAMPLE_EVERY as f64 / 1e6) / 1e6;
         let share = d_p2p as f64 / d_all.max(1) as f64;
@@ -1283,7 +1323,7 @@ impl<'a> Sim<'a> {
             "{},{online},{mbps:.3},{share:.4},{stalled}\n",
             self.now / 1_000_000
         ));
-        self.last_sample = (seed, self.acc.p2p, all);
+        self.last_sample = (seed, c.p2p, all);
         let t = self.now + SAMPLE_EVERY;
         self.push(t, Ev::Sample);
     }
@@ -1298,6 +1338,26 @@ impl<'a> Sim<'a> {
             );
             for (r, n) in &self.reasons {
                 eprintln!("debug: {n:>8} {r}");
+            }
+            for (i, n) in self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.online)
+                .step_by(97)
+                .take(8)
+            {
+                if let Some(e) = n.engines[0].as_ref() {
+                    eprintln!(
+                        "debug: node {i} seed {} conns {} pending {} pos {} playing {} {:?}",
+                        n.seed,
+                        n.conns.len(),
+                        n.pending,
+                        n.play.position_ms,
+                        n.play.playing,
+                        e.stats()
+                    );
+                }
             }
         }
         let window_s = (sc.duration_s * 1000).saturating_sub(sc.measure_from_ms()) as f64 / 1000.0;
