@@ -26,20 +26,14 @@ fn config() -> shoal_signal::Config {
 #[tokio::test]
 async fn welcome_carries_stun_and_expiring_turn_credentials() {
     let addr = start(config()).await;
-    let mut c = Client::connect(addr).await;
-    c.send(&ClientMsg::Hello {
-        role: swarm_proto::signal::Role::Viewer,
-        token: None,
-        seed: None,
-    })
-    .await;
+    let (_c, first) = Client::viewer_with_token(addr, None).await;
     let ServerMsg::Welcome {
         peer_id,
         ice_servers,
         ..
-    } = c.recv().await
+    } = first
     else {
-        panic!("expected welcome");
+        panic!("expected welcome, got {first:?}");
     };
     assert_eq!(ice_servers.len(), 2, "{ice_servers:?}");
     assert_eq!(ice_servers[0].urls, vec!["stun:198.51.100.1:3478"]);
@@ -67,14 +61,7 @@ async fn welcome_carries_stun_and_expiring_turn_credentials() {
 #[tokio::test]
 async fn without_ice_configuration_welcome_lists_none() {
     let addr = start(test_config()).await;
-    let mut c = Client::connect(addr).await;
-    c.send(&ClientMsg::Hello {
-        role: swarm_proto::signal::Role::Viewer,
-        token: None,
-        seed: None,
-    })
-    .await;
-    let m = c.recv().await;
+    let (_c, m) = Client::viewer_with_token(addr, None).await;
     assert!(
         matches!(&m, ServerMsg::Welcome { ice_servers, .. } if ice_servers.is_empty()),
         "{m:?}"
