@@ -21,6 +21,8 @@
 //! - `GET`/`PUT /api/admin/settings`: the matching rule
 //!   (`{"match_enough": 40, "match_max": 50}`).
 //! - `GET /metrics`: Prometheus metrics.
+//! - `GET`/`POST /api/admin/users`, `PUT`/`DELETE /api/admin/users/{name}`:
+//!   the built-in users ([`crate::users`]).
 
 use std::time::{Duration, Instant};
 
@@ -42,7 +44,7 @@ pub const MAX_KICK_MESSAGE: usize = 256;
 /// Longest ban: ten years.
 pub const MAX_BAN_S: u64 = 10 * 365 * 24 * 3600;
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     #[derive(Serialize)]
     struct E {
         error: String,
@@ -210,7 +212,7 @@ async fn wait_for_ack(
     }
 }
 
-fn json_ok(body: impl Serialize) -> Response {
+pub(crate) fn json_ok(body: impl Serialize) -> Response {
     (
         StatusCode::OK,
         [(header::CACHE_CONTROL, "no-store")],

@@ -7,8 +7,9 @@
 //! state is in memory, in one [`state::State`] behind one mutex that is never
 //! held across an `.await`.
 //!
-//! HTTP: `GET /healthz`, `GET /api/swarms`, `GET /api/seeds`, and optionally
-//! static files (`web_dir` at `/`, `pkg_dir` at `/pkg/`).
+//! HTTP: `GET /healthz`, `GET /api/swarms`, `GET /api/seeds`,
+//! `POST /api/login` (built-in users, [`users`]), and optionally static
+//! files (`web_dir` at `/`, `pkg_dir` at `/pkg/`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -16,10 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use axum::extract::State as AxState;
+use axum::extract::{DefaultBodyLimit, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use ipnet::IpNet;
 use swarm_proto::matching::MatchRule;
@@ -34,6 +35,7 @@ pub mod groups;
 pub mod ice;
 pub mod metrics;
 pub mod state;
+pub mod users;
 mod ws;
 
 pub use auth::{AuthConfig, Key, OpenChannels};
@@ -75,6 +77,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// STUN/TURN servers handed to every admitted peer.
     pub ice: ice::IceConfig,
+    /// The built-in user store and its login (off without `users.db`).
+    pub users: users::UsersConfig,
 }
 
 /// Limits that keep one client from hurting the others. Each is logged
@@ -130,6 +134,7 @@ impl Default for Config {
             limits: Limits::default(),
             allowed_origins: Vec::new(),
             ice: ice::IceConfig::default(),
+            users: users::UsersConfig::default(),
         }
     }
 }
@@ -146,6 +151,8 @@ struct Inner {
     metrics: Arc<metrics::Metrics>,
     /// Open WebSocket connections per client address.
     conns: Mutex<HashMap<IpAddr, usize>>,
+    /// The built-in user store, the failed-login limiter, hashing slots.
+    users: users::Users,
 }
 
 /// One open connection of an address, counted until dropped.
@@ -172,7 +179,24 @@ impl Drop for ConnSlot {
 }
 
 impl AppState {
+    /// The state for `config`, without a user store: [`AppState::open`]
+    /// opens the one `config.users.db` names.
     pub fn new(config: Config) -> Self {
+        Self::with_user_store(config, None)
+    }
+
+    /// The state for `config`, with its user store opened (off the async
+    /// runtime) when `config.users.db` is set.
+    pub async fn open(config: Config) -> anyhow::Result<Self> {
+        let store = users::open_store(&config.users).await?;
+        if let Some(s) = &store {
+            tracing::info!(path = %s.path().display(), "built-in users: POST /api/login");
+        }
+        Ok(Self::with_user_store(config, store))
+    }
+
+    /// The state for `config` with `store` as its built-in users.
+    pub fn with_user_store(config: Config, store: Option<users::UserStore>) -> Self {
         let admission = Admission {
             auth: config.auth.clone(),
             allow_unknown_channels: config.allow_unknown_channels,
@@ -187,14 +211,20 @@ impl AppState {
             metrics.clone(),
         );
         state.set_ice(config.ice.clone());
+        let users = users::Users::new(&config.users, store);
         AppState {
             inner: Arc::new(Inner {
                 config,
                 state: Mutex::new(state),
                 metrics,
                 conns: Mutex::new(HashMap::new()),
+                users,
             }),
         }
+    }
+
+    pub(crate) fn users(&self) -> &users::Users {
+        &self.inner.users
     }
 
     pub fn config(&self) -> &Config {
@@ -281,7 +311,23 @@ pub fn app(state: AppState) -> Router {
             "/api/admin/settings",
             get(admin::settings).put(admin::put_settings),
         )
-        .route("/metrics", get(admin::metrics));
+        .route("/metrics", get(admin::metrics))
+        .route(
+            "/api/login",
+            post(users::login).layer(DefaultBodyLimit::max(users::MAX_BODY)),
+        )
+        .route(
+            "/api/admin/users",
+            get(users::list)
+                .post(users::create)
+                .layer(DefaultBodyLimit::max(users::MAX_BODY)),
+        )
+        .route(
+            "/api/admin/users/{name}",
+            put(users::update)
+                .delete(users::delete)
+                .layer(DefaultBodyLimit::max(users::MAX_BODY)),
+        );
     if let Some(pkg) = &state.config().pkg_dir {
         router = router.nest_service("/pkg", ServeDir::new(pkg));
     }
@@ -294,10 +340,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `config` on an already bound listener until the process ends.
+/// Serves `config` on an already bound listener until the process ends
+/// (opening its user store first, when it names one).
 pub async fn serve(listener: tokio::net::TcpListener, config: Config) -> anyhow::Result<()> {
+    serve_state(listener, AppState::open(config).await?).await
+}
+
+/// Serves `state` on an already bound listener until the process ends.
+pub async fn serve_state(listener: tokio::net::TcpListener, state: AppState) -> anyhow::Result<()> {
     use axum::serve::ListenerExt;
-    let router = app(AppState::new(config));
+    let router = app(state);
     // Without TCP_NODELAY a second message in a row (an answer, then its
     // trickled candidates) waits for the client's delayed ACK: ~40 ms added
     // to every negotiation.

@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand};
 use ipnet::IpNet;
 use shoal_signal::auth::{mint_seed_token, mint_viewer_token, unix_now, MIN_KEY_LEN};
 use shoal_signal::ice::IceConfig;
-use shoal_signal::{serve, AuthConfig, Config, GroupTable, Key, Limits, OpenChannels};
+use shoal_signal::users::{
+    HashCost, NewUser, UserError, UserStore, UserUpdate, UsersConfig, DEFAULT_FAILURES_PER_MIN,
+    DEFAULT_LOGIN_TTL_S,
+};
+use shoal_signal::AppState;
+use shoal_signal::{serve_state, AuthConfig, Config, GroupTable, Key, Limits, OpenChannels};
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::MatchRule;
 
@@ -121,6 +126,18 @@ struct Cli {
     /// Lifetime of the TURN credentials handed out, seconds (60-86400).
     #[arg(long, env = "SHOAL_TURN_TTL_S", default_value_t = shoal_signal::ice::DEFAULT_TURN_TTL_S)]
     turn_ttl_s: u64,
+    /// Built-in users: SQLite file (created when missing) behind
+    /// `POST /api/login`, which issues viewer tokens under --viewer-key.
+    /// Off without it. `shoal-signal add-user` adds users.
+    #[arg(long, env = "SHOAL_USERS_DB")]
+    users_db: Option<PathBuf>,
+    /// Lifetime of the viewer tokens `POST /api/login` issues, seconds
+    /// (60-2592000).
+    #[arg(long, env = "SHOAL_LOGIN_TTL_S", default_value_t = DEFAULT_LOGIN_TTL_S)]
+    login_ttl_s: u64,
+    /// Failed logins one client address may make per minute (0: no limit).
+    #[arg(long, env = "SHOAL_LOGIN_FAILURES_PER_MIN", default_value_t = DEFAULT_FAILURES_PER_MIN)]
+    login_failures_per_min: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -155,6 +172,88 @@ enum Command {
         #[arg(long, env = "SHOAL_VIEWER_KEY", hide_env_values = true)]
         key: String,
     },
+    /// Adds a built-in user (created with the file when missing); reads
+    /// the password from the first line of stdin.
+    AddUser {
+        /// The signal server's --users-db.
+        #[arg(long, env = "SHOAL_USERS_DB")]
+        users_db: PathBuf,
+        /// User name (1-64 of A-Z a-z 0-9 . _ @ -).
+        #[arg(long)]
+        user: String,
+        /// Channels allowed (comma-separated or repeated; `*` for all).
+        #[arg(
+            long = "channels",
+            alias = "channel",
+            value_delimiter = ',',
+            required = true
+        )]
+        channels: Vec<String>,
+        /// User group (plan, tier) put in its tokens.
+        #[arg(long)]
+        group: Option<String>,
+        /// Replace the password, channels and group of an existing user
+        /// (and enable it) instead of failing.
+        #[arg(long)]
+        update: bool,
+    },
+}
+
+/// `add-user`: the password is the first line of stdin (a pipe, or typed:
+/// a terminal shows it).
+fn add_user(
+    users_db: PathBuf,
+    user: String,
+    channels: Vec<String>,
+    group: Option<String>,
+    update: bool,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprint!("password for {user} (shown as typed; pipe it to hide it): ");
+    }
+    let mut password = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut password)
+        .context("cannot read the password from stdin")?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    let store = UserStore::open(&users_db, HashCost::default())
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", users_db.display()))?;
+    let new = NewUser {
+        name: user.clone(),
+        password: password.clone(),
+        channels: channels.clone(),
+        group: group.clone(),
+        disabled: false,
+    };
+    let view = match store.create(new) {
+        Err(UserError::Exists(_)) if update => store
+            .update(
+                &user,
+                UserUpdate {
+                    password: Some(password),
+                    channels: Some(channels),
+                    group: Some(group.unwrap_or_default()),
+                    disabled: Some(false),
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        Err(UserError::Exists(_)) => {
+            anyhow::bail!("user {user} exists already (--update replaces it)")
+        }
+        r => r.map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    println!(
+        "user {} in {}: channels {}{}",
+        view.name,
+        users_db.display(),
+        view.channels.join(","),
+        view.group
+            .map(|g| format!(", group {g}"))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 fn key_arg(flag: &str, value: &Option<String>) -> anyhow::Result<Option<Key>> {
@@ -174,6 +273,13 @@ fn key_arg(flag: &str, value: &Option<String>) -> anyhow::Result<Option<Key>> {
 /// Runs a token subcommand: prints the token on stdout.
 fn issue(cmd: Command) -> anyhow::Result<()> {
     let token = match cmd {
+        Command::AddUser {
+            users_db,
+            user,
+            channels,
+            group,
+            update,
+        } => return add_user(users_db, user, channels, group, update),
         Command::IssueSeedToken {
             seed_id,
             ttl_s,
@@ -276,8 +382,21 @@ async fn main() -> anyhow::Result<()> {
             turn_secret: cli.turn_secret,
             turn_ttl_s: cli.turn_ttl_s,
         },
+        users: UsersConfig {
+            db: cli.users_db,
+            login_ttl_s: cli.login_ttl_s,
+            failures_per_min: cli.login_failures_per_min,
+            ..UsersConfig::default()
+        },
         ..Config::default()
     };
+    anyhow::ensure!(
+        (60..=30 * 86400).contains(&config.users.login_ttl_s),
+        "--login-ttl-s must be 60 to 2592000 (30 days)"
+    );
+    if config.users.db.is_some() && config.auth.viewer_key.is_none() {
+        tracing::warn!("--users-db without --viewer-key: logins cannot issue tokens (503)");
+    }
     config.ice.validate()?;
     if !config.ice.turn.is_empty() || !config.ice.stun.is_empty() {
         tracing::info!(stun = ?config.ice.stun, turn = ?config.ice.turn, ttl_s = config.ice.turn_ttl_s, "ICE servers handed to peers");
@@ -302,9 +421,11 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listen = config.listen;
+    let state = AppState::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     {
@@ -313,7 +434,7 @@ async fn main() -> anyhow::Result<()> {
         out.flush()?;
     }
     tokio::select! {
-        r = serve(listener, config) => r,
+        r = serve_state(listener, state) => r,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; shutting down");
             Ok(())
