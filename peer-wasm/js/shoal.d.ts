@@ -28,6 +28,12 @@ export interface ShoalOptions {
    * the call to `start()`. At most 10 minutes old.
    */
   startedAt?: number;
+  /**
+   * A Promise of the manifest's text (null when it could not be fetched):
+   * `Shoal.attach` and `<shoal-player>` start fetching `src` while the Wasm
+   * loads and pass it here; the player fetches `src` itself without it.
+   */
+  manifestPrefetch?: Promise<string | null>;
 }
 
 /** Sizes of the engine's bounded tables. */

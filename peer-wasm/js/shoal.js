@@ -36,6 +36,15 @@
   function begin(video, options, created) {
     var opts = Object.assign({}, options || {});
     if (opts.startedAt == null && window.performance) opts.startedAt = performance.now();
+    // The manifest is fetched while the Wasm compiles (the player fetches
+    // it again itself if this fails).
+    if (opts.src && opts.manifestPrefetch == null && window.fetch) {
+      try {
+        opts.manifestPrefetch = fetch(new URL(opts.src, location.href).href).then(function (r) {
+          return r.ok ? r.text() : null;
+        }).catch(function () { return null; });
+      } catch (e) {}
+    }
     return load(isLive(opts)).then(function (m) {
       var player = new m.Player(video, opts);
       if (created && !created(player)) {

@@ -51,6 +51,9 @@ pub(crate) struct Options {
     pub ice_servers: Option<JsValue>,
     /// `options.iceTransportPolicy`: "all" or "relay".
     pub ice_policy: Option<String>,
+    /// `options.manifestPrefetch`: a Promise of the manifest's text (or
+    /// null), which `shoal.js` starts fetching while the Wasm compiles.
+    pub prefetch: Option<Promise>,
 }
 
 /// Bounds of `options.liveLatencyMs` (the engine holds at least a segment
@@ -140,6 +143,7 @@ impl Options {
             }
         };
         Ok(Options {
+            prefetch: get("manifestPrefetch").and_then(|v| v.dyn_into::<Promise>().ok()),
             ice_servers,
             ice_policy,
             src,
@@ -257,8 +261,16 @@ async fn run_start(
     cancelled: Promise,
 ) -> Result<(), JsValue> {
     still_starting(shared)?;
-    // destroy() aborts this fetch.
-    let text = fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await;
+    // The loader's prefetch (made while the Wasm compiled), else a fetch of
+    // our own, which destroy() aborts.
+    let prefetched = match opts.prefetch.clone() {
+        Some(p) => JsFuture::from(p).await.ok().and_then(|v| v.as_string()),
+        None => None,
+    };
+    let text = match prefetched {
+        Some(t) if t.len() as u64 <= MAX_MANIFEST_BYTES => Ok(t),
+        _ => fetch_text(&opts.src, &shared.abort.signal(), MAX_MANIFEST_BYTES).await,
+    };
     still_starting(shared)?;
     let text = text.map_err(|e| format!("Shoal: cannot load manifest {}: {e}", opts.src))?;
     let manifest = crate::json::any_manifest(&text)
