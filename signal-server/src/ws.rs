@@ -28,8 +28,11 @@ use crate::{Config, ConnSlot};
 /// [`MAX_SIGNAL_FRAME`] and this are read and answered with `too_large`;
 /// larger ones make the WebSocket layer fail and the connection closes.
 pub const MAX_WS_MESSAGE: usize = 16 * MAX_SIGNAL_FRAME;
-/// Read buffer per WebSocket (signaling frames are a few KiB at most).
-pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// Read buffer per WebSocket: what one read takes at most. Signaling frames
+/// are a few hundred bytes (an SDP a few KiB, read in several reads); every
+/// idle peer holds one, so it is most of an idle peer's memory (8 KiB: 16
+/// MiB per 1000 idle peers; 1 KiB: 9.3 MiB).
+pub const WS_READ_BUFFER: usize = 1024;
 
 pub(crate) async fn ws_handler(
     ws: WebSocketUpgrade,
