@@ -1010,23 +1010,21 @@ impl<'a> Sim<'a> {
         let now = self.ms();
         if self.debug {
             let name = match &input {
-                Input::PeerData { data, .. } if wire::is_piece(data) => "piece",
-                Input::PeerData { data, .. } => match data.get(1) {
-                    Some(&t) => [
-                        "data0", "data1", "data2", "data3", "data4", "data5", "data6", "data7",
-                        "data8", "data9", "data10", "data11", "data12", "data13",
-                    ][(t as usize).min(13)],
-                    None => "data?",
+                Input::PeerData { data, .. } => match wire::decode(data) {
+                    Ok(m) => format!("{:?}", m)
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric())
+                        .collect::<String>(),
+                    Err(_) => "undecodable".into(),
                 },
-                Input::PeerBuffered { .. } => "buffered",
-                Input::SignatureChecked { .. } => "checked",
-                Input::Clock { .. } => "clock",
-                Input::Playhead { .. } => "playhead",
-                Input::PeerConnected { .. } => "connected",
-                Input::PeerClosed { .. } => "closed",
-                Input::HttpDone { .. } => "http",
-                Input::Media(_) => "media",
-                _ => "other",
+                Input::PeerBuffered { .. } => "PeerBuffered".into(),
+                Input::SignatureChecked { .. } => "SignatureChecked".into(),
+                Input::Playhead { .. } => "Playhead".into(),
+                Input::PeerConnected { .. } => "PeerConnected".into(),
+                Input::PeerClosed { .. } => "PeerClosed".into(),
+                Input::HttpDone { .. } => "HttpDone".into(),
+                Input::Media(_) => "Media".into(),
+                _ => "other".into(),
             };
             *self.reasons.entry(format!("input {name}")).or_default() += 1;
         }
