@@ -2,6 +2,7 @@
 //! manifests, serves it over HTTP (origin and fallback) and over WebRTC data
 //! channels to viewers, and registers with the signal server.
 
+pub mod control;
 pub mod http;
 pub mod live;
 pub mod package;

@@ -5,6 +5,7 @@
 //! `SHOAL_SEED_LISTENING http://IP:PORT`. Logs go to stderr.
 
 use clap::Parser;
+use shoal_seed::control::{ControlConfig, SeedControl};
 use shoal_seed::http::{router, HttpState};
 use shoal_seed::live::channel::{self as live_channel, LiveChannels, LiveSettings};
 use shoal_seed::live::ingest::{ChannelConfig, SourceSpec};
@@ -92,6 +93,10 @@ struct Args {
     /// `http(s)://...m3u8` HLS playlist to pull.
     #[arg(long, value_name = "NAME=SOURCE")]
     live: Vec<String>,
+    /// Most live channels at once, those started by the operator's
+    /// commands (admin API) included.
+    #[arg(long, value_name = "N", default_value_t = shoal_seed::control::DEFAULT_MAX_LIVE)]
+    max_live: usize,
     /// Live segment duration (also the keyframe interval).
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     live_segment_ms: u32,
@@ -305,15 +310,13 @@ async fn main() -> ExitCode {
         }
     }
 
+    let live = LiveChannels::new(live);
     let app = router(HttpState {
         library: library.clone(),
         stats: stats.clone(),
         capacity: args.capacity,
     })
-    .merge(live_channel::router(
-        LiveChannels(Arc::new(live)),
-        stats.clone(),
-    ));
+    .merge(live_channel::router(live.clone(), stats.clone()));
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -363,10 +366,26 @@ async fn main() -> ExitCode {
             udp_ports: args.udp_ports,
             ..RtcConfig::default()
         });
-        tokio::spawn(signaling::run(
+        let control = SeedControl::new(
+            ControlConfig {
+                key_dir: args
+                    .live_keys
+                    .clone()
+                    .unwrap_or_else(|| args.cache.join("live-keys")),
+                segment_ms: args.live_segment_ms,
+                push_copies: args.live_push_copies,
+                max_live: args.max_live.max(args.live.len()),
+                media_dir: Some(args.media.clone()),
+            },
+            hub.clone(),
+            live,
+            seed.clone(),
+        );
+        tokio::spawn(signaling::run_with_control(
             SignalingConfig { url, seed, token },
             hub,
             host,
+            Some(Arc::new(control)),
         ));
     } else {
         info!("no --signal given: serving over HTTP only");

@@ -3,6 +3,7 @@
 //! viewers' WebRTC offers and passes their trickled candidates on. The
 //! connection is re-established with backoff whenever it drops.
 
+use crate::control::SeedControl;
 use crate::rtc::RtcHost;
 use crate::serve::{Refusal, RemoteCandidate, SwarmHub};
 use futures_util::{SinkExt, StreamExt};
@@ -73,12 +74,24 @@ pub fn mint_seed_token(key: &str, seed_id: &str) -> String {
     .expect("HS256 signing of serializable claims cannot fail")
 }
 
-/// Runs the signaling client forever (reconnecting with backoff).
+/// Runs the signaling client forever (reconnecting with backoff); the
+/// seed answers every command with a refusal.
 pub async fn run(cfg: SignalingConfig, hub: Arc<SwarmHub>, host: RtcHost) {
+    run_with_control(cfg, hub, host, None).await
+}
+
+/// [`run`], carrying out the operator's commands with `control` (whose
+/// announcement then replaces `cfg.seed` at every hello).
+pub async fn run_with_control(
+    cfg: SignalingConfig,
+    hub: Arc<SwarmHub>,
+    host: RtcHost,
+    control: Option<Arc<SeedControl>>,
+) {
     let mut backoff = BACKOFF_MIN;
     loop {
         let mut registered = false;
-        match session(&cfg, &hub, &host, &mut registered).await {
+        match session(&cfg, &hub, &host, control.as_ref(), &mut registered).await {
             Ok(()) => info!(url = %cfg.url, "signal server closed the connection"),
             Err(e) => warn!(url = %cfg.url, error = %e, "signaling connection lost"),
         }
@@ -102,6 +115,7 @@ async fn session(
     cfg: &SignalingConfig,
     hub: &Arc<SwarmHub>,
     host: &RtcHost,
+    control: Option<&Arc<SeedControl>>,
     registered: &mut bool,
 ) -> Result<(), SignalingError> {
     let (ws, _) = tokio_tungstenite::connect_async(cfg.url.as_str())
@@ -111,10 +125,11 @@ async fn session(
             source: Box::new(e),
         })?;
     let (mut sink, mut stream) = ws.split();
+    let seed = control.map_or_else(|| cfg.seed.clone(), |c| c.seed_info());
     let hello = ClientMsg::Hello {
         role: Role::Seed,
         token: cfg.token.clone(),
-        seed: Some(cfg.seed.clone()),
+        seed: Some(seed),
     };
     sink.send(text(&hello)).await?;
 
@@ -179,6 +194,9 @@ async fn session(
                 last_heard = Instant::now();
                 match frame? {
                     Message::Text(t) => match ServerMsg::decode(t.as_str()) {
+                        Ok(ServerMsg::SeedCommand { id, command }) => {
+                            on_command(id, command, control, &out_tx)
+                        }
                         Ok(msg) => on_message(msg, hub, host, &out_tx, &mut conns),
                         Err(e) => warn!(error = %e, "unreadable message from signal server"),
                     },
@@ -191,6 +209,43 @@ async fn session(
             }
         }
     }
+}
+
+/// Carries out one operator command in the background and answers it.
+fn on_command(
+    id: u64,
+    command: swarm_proto::signal::SeedCommand,
+    control: Option<&Arc<SeedControl>>,
+    out: &mpsc::UnboundedSender<ClientMsg>,
+) {
+    info!(id, ?command, "command from the signal server");
+    let Some(control) = control.cloned() else {
+        let _ = out.send(ClientMsg::SeedCommandResult {
+            id,
+            ok: false,
+            message: "this seed takes no commands".into(),
+            seed: None,
+        });
+        return;
+    };
+    let out = out.clone();
+    tokio::spawn(async move {
+        let done = control.run(command).await;
+        let mut message = done.message;
+        if message.len() > swarm_proto::signal::MAX_MESSAGE_LEN {
+            let mut cut = swarm_proto::signal::MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let _ = out.send(ClientMsg::SeedCommandResult {
+            id,
+            ok: done.ok,
+            message,
+            seed: done.changed.then(|| control.seed_info()),
+        });
+    });
 }
 
 fn on_message(

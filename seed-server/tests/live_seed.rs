@@ -188,7 +188,7 @@ fn assert_consecutive(what: &str, seqs: &[u32]) {
 async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
     init_tracing();
     let stats = Arc::new(SeedStats::default());
-    let mut hub = SwarmHub::new(&Default::default(), stats.clone(), HubConfig::new(4));
+    let hub = SwarmHub::new(&Default::default(), stats.clone(), HubConfig::new(4));
     let swarm = hub.add_live("demo", LiveConfig::default());
     let hub = Arc::new(hub);
     hub.spawn_timers();
@@ -198,7 +198,7 @@ async fn a_live_channel_is_signed_served_over_http_and_pushed_over_webrtc() {
     let origin = format!("http://{}", listener.local_addr().unwrap());
     let mut map = std::collections::HashMap::new();
     map.insert("demo".to_string(), ch.clone());
-    let app = channel::router(LiveChannels(Arc::new(map)), stats);
+    let app = channel::router(LiveChannels::new(map), stats);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     wait_until("two live segments", Duration::from_secs(20), || {
@@ -315,7 +315,7 @@ async fn an_rtmp_push_is_played_by_a_viewer() {
     let origin = format!("http://{}/live/obs", listener.local_addr().unwrap());
     let mut map = std::collections::HashMap::new();
     map.insert("obs".to_string(), ch.clone());
-    let app = channel::router(LiveChannels(Arc::new(map)), Arc::new(SeedStats::default()));
+    let app = channel::router(LiveChannels::new(map), Arc::new(SeedStats::default()));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     // The publisher, retried (at most 10 times) until the listener takes it.

@@ -20,6 +20,11 @@
 //!   rate, routes: host, srflx, prflx, relay) per network group.
 //! - `GET`/`PUT /api/admin/settings`: the matching rule
 //!   (`{"match_enough": 40, "match_max": 50}`).
+//! - `POST /api/admin/channels` with `{"seed": ID, "kind": "live", "name":
+//!   N, "source": S}` or `{"seed": ID, "kind": "vod", "file": PATH}` and
+//!   `DELETE /api/admin/channels/{name}?seed=ID`: a command to a registered
+//!   seed, which checks it, carries it out and answers with its new
+//!   contents ([`swarm_proto::signal::SeedCommand`]).
 //! - `GET /metrics`: Prometheus metrics.
 //! - `GET`/`POST /api/admin/users`, `PUT`/`DELETE /api/admin/users/{name}`:
 //!   the built-in users ([`crate::users`]).
@@ -31,7 +36,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use swarm_proto::signal::MAX_NAME_LEN;
+use swarm_proto::signal::{SeedCommand, MAX_NAME_LEN};
 
 use crate::auth::unix_now;
 use crate::state::KickTarget;
@@ -331,6 +336,133 @@ pub(crate) async fn metrics(AxState(app): AxState<AppState>, headers: HeaderMap)
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
+    )
+        .into_response()
+}
+
+/// How long a channel command waits for the seed's answer (a live channel
+/// answers once its ingest started; a VOD file at once, before packaging).
+pub const SEED_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewChannel {
+    seed: String,
+    kind: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct SeedQuery {
+    seed: String,
+}
+
+/// `POST /api/admin/channels`: starts a live channel or publishes a VOD
+/// file on one seed.
+pub(crate) async fn create_channel(
+    AxState(app): AxState<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<NewChannel>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let command = match (req.kind.as_str(), req.name, req.source, req.file) {
+        ("live", Some(name), Some(source), None) => SeedCommand::StartLive { name, source },
+        ("vod", None, None, Some(file)) => SeedCommand::AddVod { file },
+        ("live", ..) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a live channel needs `name` and `source` (and no `file`)",
+            )
+        }
+        ("vod", ..) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "a VOD channel needs `file` (a path in the seed's media folder; its name comes from the file)",
+            )
+        }
+        _ => return error(StatusCode::BAD_REQUEST, "`kind` is `live` or `vod`"),
+    };
+    run_seed_command(app, req.seed, command).await
+}
+
+/// `DELETE /api/admin/channels/{name}?seed=ID`: stops a live channel.
+pub(crate) async fn delete_channel(
+    AxState(app): AxState<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<SeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    if let Err(r) = check_admin(&app, &headers) {
+        return r;
+    }
+    let Ok(axum::extract::Query(q)) = query else {
+        return error(StatusCode::BAD_REQUEST, "give the seed: `?seed=<seed id>`");
+    };
+    run_seed_command(app, q.seed, SeedCommand::StopLive { name }).await
+}
+
+async fn run_seed_command(app: AppState, seed: String, command: SeedCommand) -> Response {
+    if seed.is_empty() || seed.len() > MAX_NAME_LEN {
+        return error(StatusCode::BAD_REQUEST, "`seed` is empty or too long");
+    }
+    if let Err(e) = command.check() {
+        return error(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let vod = matches!(command, SeedCommand::AddVod { .. });
+    let started = Instant::now();
+    let sent = app.lock().seed_command(&seed, command);
+    let (id, rx) = match sent {
+        Ok(v) => v,
+        Err(e) if e.starts_with("no seed") => return error(StatusCode::NOT_FOUND, e),
+        Err(e) => return error(StatusCode::TOO_MANY_REQUESTS, e),
+    };
+    let result = match tokio::time::timeout(SEED_COMMAND_TIMEOUT, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) => {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!("seed {seed} went away before answering"),
+            )
+        }
+        Err(_) => {
+            app.lock().forget_command(id);
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "seed {seed} did not answer within {} s",
+                    SEED_COMMAND_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    };
+    if !result.ok {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, result.message);
+    }
+    let status = if vod {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({
+            "seed": seed,
+            "ok": true,
+            "message": result.message,
+            "ms": started.elapsed().as_millis() as u64,
+        })),
     )
         .into_response()
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State as AxState};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use ipnet::IpNet;
 use swarm_proto::matching::MatchRule;
@@ -304,7 +304,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/viewers/{id}/kick", post(admin::kick))
         .route("/api/admin/viewers", get(admin::viewers))
         .route("/api/admin/seeds", get(admin::seeds))
-        .route("/api/admin/channels", get(admin::channels))
+        .route(
+            "/api/admin/channels",
+            get(admin::channels).post(admin::create_channel),
+        )
+        .route("/api/admin/channels/{name}", delete(admin::delete_channel))
         .route("/api/admin/events", get(admin::events))
         .route("/api/admin/connections", get(admin::connections))
         .route(

@@ -20,8 +20,8 @@ use serde::Serialize;
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::{select_peers, Candidate, MatchRule};
 use swarm_proto::signal::{
-    ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedInfo, ServerMsg,
-    MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
+    ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedCommand, SeedInfo,
+    ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,6 +39,22 @@ pub const MAX_EVENTS: usize = 256;
 pub const BROADCAST_LEFT_MAX: usize = 64;
 /// Recent signaling contacts remembered per peer (the oldest is forgotten).
 pub const MAX_CONTACTS: usize = 256;
+
+/// Seed commands waiting for their answer, over all seeds.
+pub const MAX_PENDING_COMMANDS: usize = 64;
+
+/// A seed's answer to a command.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandResult {
+    pub ok: bool,
+    pub message: String,
+}
+
+struct PendingCommand {
+    /// The seed connection (peer id) that must answer.
+    peer: String,
+    done: oneshot::Sender<CommandResult>,
+}
 
 /// One line of the admin event log.
 #[derive(Clone, Debug, Serialize)]
@@ -159,6 +175,9 @@ pub struct State {
     ice: IceConfig,
     /// Connection outcomes viewers reported.
     conns: ConnTable,
+    /// Seed commands sent and not answered yet, by id.
+    commands: HashMap<u64, PendingCommand>,
+    next_command: u64,
 }
 
 impl State {
@@ -189,6 +208,104 @@ impl State {
             metrics,
             ice: IceConfig::default(),
             conns: ConnTable::default(),
+            commands: HashMap::new(),
+            next_command: 1,
+        }
+    }
+
+    /// Sends `command` to the registered seed `seed_id`; the receiver gets
+    /// its answer. Refused (with a reason) for an unknown seed or when
+    /// [`MAX_PENDING_COMMANDS`] wait already.
+    pub fn seed_command(
+        &mut self,
+        seed_id: &str,
+        command: SeedCommand,
+    ) -> Result<(u64, oneshot::Receiver<CommandResult>), String> {
+        let Some(peer) = self.seed_ids.get(seed_id).cloned() else {
+            return Err(format!("no seed {seed_id} is connected"));
+        };
+        if self.commands.len() >= MAX_PENDING_COMMANDS {
+            tracing::warn!(
+                max = MAX_PENDING_COMMANDS,
+                "limit: seed commands pending; command refused"
+            );
+            self.metrics.limit("seed_commands");
+            return Err(format!(
+                "{MAX_PENDING_COMMANDS} seed commands are already waiting for an answer"
+            ));
+        }
+        let id = self.next_command;
+        self.next_command += 1;
+        let (done, rx) = oneshot::channel();
+        self.commands.insert(
+            id,
+            PendingCommand {
+                peer: peer.clone(),
+                done,
+            },
+        );
+        self.event(
+            "seed command",
+            Some(&peer),
+            format!("{seed_id}: {command:?}"),
+        );
+        tracing::info!(%seed_id, id, ?command, "seed command sent");
+        let mut out = vec![(peer, ServerMsg::SeedCommand { id, command })];
+        self.deliver(&mut out);
+        Ok((id, rx))
+    }
+
+    /// Forgets a command whose caller stopped waiting.
+    pub fn forget_command(&mut self, id: u64) {
+        self.commands.remove(&id);
+    }
+
+    /// A registered seed's new announcement: swarm memberships and channel
+    /// counts follow its contents (members of a channel it dropped get
+    /// `peer_left`). Ignored from a viewer or for another `seed_id`.
+    fn update_seed(&mut self, me: &str, new: SeedInfo, out: &mut Vec<(String, ServerMsg)>) {
+        let Some(old) = self.peers.get(me).and_then(|p| p.seed.clone()) else {
+            out.push((
+                me.to_owned(),
+                ServerMsg::error(ErrorCode::Protocol, "only a seed announces contents"),
+            ));
+            return;
+        };
+        if old.seed_id != new.seed_id {
+            out.push((
+                me.to_owned(),
+                ServerMsg::error(ErrorCode::BadMessage, "a seed cannot change its seed_id"),
+            ));
+            return;
+        }
+        let before: BTreeSet<&String> = old.contents.iter().collect();
+        let after: BTreeSet<&String> = new.contents.iter().collect();
+        for gone in before.difference(&after) {
+            if let Some(n) = self.channels.get_mut(*gone) {
+                *n -= 1;
+                if *n == 0 {
+                    self.channels.remove(*gone);
+                }
+            }
+            self.remove_member(me, gone, out);
+        }
+        for added in after.difference(&before) {
+            *self.channels.entry((*added).clone()).or_default() += 1;
+            self.add_member(me, added);
+        }
+        tracing::info!(peer = %me, seed_id = %new.seed_id, contents = new.contents.len(), live = new.live.len(), "seed contents updated");
+        self.event(
+            "seed update",
+            Some(me),
+            format!(
+                "{}: {} contents, {} live",
+                new.seed_id,
+                new.contents.len(),
+                new.live.len()
+            ),
+        );
+        if let Some(p) = self.peers.get_mut(me) {
+            p.seed = Some(new);
         }
     }
 
@@ -290,6 +407,30 @@ impl State {
                 ServerMsg::error(ErrorCode::Protocol, "hello was already sent"),
             ),
             ClientMsg::Heartbeat => reply(&mut out, ServerMsg::HeartbeatAck),
+            ClientMsg::SeedCommandResult {
+                id,
+                ok,
+                message,
+                seed,
+            } => {
+                if self.commands.get(&id).is_none_or(|c| c.peer != me) {
+                    reply(
+                        &mut out,
+                        ServerMsg::error(
+                            ErrorCode::Protocol,
+                            format!("no command {id} is pending"),
+                        ),
+                    );
+                } else {
+                    if let Some(seed) = seed {
+                        self.update_seed(me, seed, &mut out);
+                    }
+                    let c = self.commands.remove(&id).expect("checked");
+                    tracing::info!(peer = %me, id, ok, %message, "seed command answered");
+                    let _ = c.done.send(CommandResult { ok, message });
+                }
+            }
+            ClientMsg::SeedUpdate { seed } => self.update_seed(me, seed, &mut out),
             ClientMsg::Stopped { kick } => {
                 let matches = self.kicks.get(me).is_some_and(|k| k.id == kick);
                 if matches {
@@ -507,8 +648,9 @@ impl State {
         }
         let peer = self.peers.remove(peer_id).expect("present above");
         // A kick waiting for this peer ends with it (its receiver sees the
-        // sender dropped: gone without acknowledging).
+        // sender dropped: gone without acknowledging); so do its commands.
         self.kicks.remove(peer_id);
+        self.commands.retain(|_, c| c.peer != peer_id);
         if let Some(s) = &peer.seed {
             if self.seed_ids.get(&s.seed_id).is_some_and(|p| p == peer_id) {
                 self.seed_ids.remove(&s.seed_id);
@@ -942,6 +1084,11 @@ impl State {
                         t.add(p.role, report.map(|r| &r.report));
                         Some(PeerView {
                             peer_id: id.clone(),
+                            seed_id: p.seed.as_ref().map(|s| s.seed_id.clone()),
+                            live: p
+                                .seed
+                                .as_ref()
+                                .is_some_and(|s| s.live.iter().any(|l| &l.channel == name)),
                             role: p.role,
                             group: p.group.clone(),
                             upload_rate: report.map_or(0, |r| r.upload_rate),
@@ -1039,6 +1186,12 @@ pub struct SwarmView {
 #[derive(Debug, Serialize)]
 pub struct PeerView {
     pub peer_id: String,
+    /// A seed's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed_id: Option<String>,
+    /// A seed for which this swarm is one of its live channels.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
     pub role: Role,
     pub group: String,
     /// Upload bytes per second between its last two reports.

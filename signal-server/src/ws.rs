@@ -415,5 +415,7 @@ fn msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::Report { .. } => "report",
         ClientMsg::Stopped { .. } => "stopped",
         ClientMsg::ConnResult { .. } => "conn_result",
+        ClientMsg::SeedCommandResult { .. } => "seed_command_result",
+        ClientMsg::SeedUpdate { .. } => "seed_update",
     }
 }

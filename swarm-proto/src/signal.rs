@@ -215,7 +215,42 @@ pub enum ClientMsg {
         #[serde(default)]
         route: Option<Route>,
     },
+    /// A seed's answer to [`ServerMsg::SeedCommand`] `id`, with its new
+    /// announcement when its contents changed.
+    SeedCommandResult {
+        id: u64,
+        ok: bool,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        seed: Option<SeedInfo>,
+    },
+    /// A seed's contents changed on its own (a VOD file finished
+    /// packaging): its whole new announcement.
+    SeedUpdate {
+        seed: SeedInfo,
+    },
 }
+
+/// What the operator asks a seed to do ([`ServerMsg::SeedCommand`]). The
+/// seed checks everything itself: names, sources, paths, its own bounds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum SeedCommand {
+    /// Start live channel `name` from `source` (the syntax of the seed's
+    /// `--live NAME=SOURCE`).
+    StartLive { name: String, source: String },
+    /// Stop live channel `name`: its ingest ends, the seed stops announcing
+    /// it, its `live.json` says it was stopped.
+    StopLive { name: String },
+    /// Package and publish `file`, a path relative to the seed's media
+    /// folder; the seed answers at once and announces the content
+    /// ([`ClientMsg::SeedUpdate`]) when it is packaged.
+    AddVod { file: String },
+}
+
+/// Longest `source` or `file` in a [`SeedCommand`].
+pub const MAX_COMMAND_ARG_LEN: usize = 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -371,6 +406,12 @@ pub enum ServerMsg {
         reason: RefuseReason,
         message: String,
     },
+    /// Sent only to registered seeds: the operator's command, to be
+    /// answered with [`ClientMsg::SeedCommandResult`] `id`.
+    SeedCommand {
+        id: u64,
+        command: SeedCommand,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -446,6 +487,34 @@ impl SeedInfo {
     }
 }
 
+impl SeedCommand {
+    /// Checks the lengths a server enforces before sending a command (the
+    /// seed checks the meaning).
+    pub fn check(&self) -> Result<(), SignalError> {
+        match self {
+            SeedCommand::StartLive { name, source } => {
+                check_name("name", name)?;
+                if source.is_empty() || source.len() > MAX_COMMAND_ARG_LEN {
+                    return Err(SignalError::BadField {
+                        field: "source",
+                        max: MAX_COMMAND_ARG_LEN,
+                    });
+                }
+            }
+            SeedCommand::StopLive { name } => check_name("name", name)?,
+            SeedCommand::AddVod { file } => {
+                if file.is_empty() || file.len() > MAX_COMMAND_ARG_LEN {
+                    return Err(SignalError::BadField {
+                        field: "file",
+                        max: MAX_COMMAND_ARG_LEN,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ClientMsg {
     /// Parses and bounds-checks one frame from a client.
     pub fn decode(text: &str) -> Result<ClientMsg, SignalError> {
@@ -478,6 +547,18 @@ impl ClientMsg {
                 check_name("swarm", swarm)?;
                 check_name("peer", peer)?;
             }
+            ClientMsg::SeedCommandResult { message, seed, .. } => {
+                if message.len() > MAX_MESSAGE_LEN {
+                    return Err(SignalError::BadField {
+                        field: "message",
+                        max: MAX_MESSAGE_LEN,
+                    });
+                }
+                if let Some(s) = seed {
+                    s.check()?;
+                }
+            }
+            ClientMsg::SeedUpdate { seed } => seed.check()?,
             ClientMsg::Heartbeat | ClientMsg::Stopped { .. } => {}
         }
         Ok(msg)
@@ -636,6 +717,42 @@ mod tests {
             );
         }
         assert!(!RefuseReason::UnknownChannel.is_final());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn seed_commands_round_trip_and_are_bounded() {
+        let cmd = ServerMsg::SeedCommand {
+            id: 3,
+            command: SeedCommand::StartLive {
+                name: "news".into(),
+                source: "testsrc".into(),
+            },
+        };
+        let text = cmd.encode();
+        assert_eq!(
+            text,
+            r#"{"type":"seed_command","id":3,"command":{"action":"start_live","name":"news","source":"testsrc"}}"#
+        );
+        assert_eq!(ServerMsg::decode(&text).unwrap(), cmd);
+        let res = ClientMsg::SeedCommandResult {
+            id: 3,
+            ok: false,
+            message: "x".repeat(MAX_MESSAGE_LEN + 1),
+            seed: None,
+        };
+        assert!(ClientMsg::decode(&res.encode()).is_err());
+        let ok = ClientMsg::decode(r#"{"type":"seed_command_result","id":3,"ok":true}"#).unwrap();
+        assert!(matches!(ok, ClientMsg::SeedCommandResult { ok: true, .. }));
+        assert!(SeedCommand::AddVod {
+            file: String::new()
+        }
+        .check()
+        .is_err());
+        assert!(SeedCommand::StopLive {
+            name: "a".repeat(MAX_NAME_LEN + 1)
+        }
+        .check()
+        .is_err());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

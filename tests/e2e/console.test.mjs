@@ -1,7 +1,8 @@
 // End to end: the admin console (web-demo/admin/, served by the signal
 // server at /admin/) in headless Chromium. The operator logs in with the
 // admin key, sees the channel and a viewer appear with live charts, changes
-// the matching settings, and kicks the viewer from its row: the viewer's
+// the matching settings, starts a live channel on the seed from the "New
+// channel" form and stops it, and kicks the viewer from its row: the viewer's
 // player stops, and the console reports the acknowledgement. A screenshot of
 // the console is saved to .shoal/artifacts/console.png.
 
@@ -73,9 +74,26 @@ test('admin console: log in, see a viewer with charts, change settings, kick it'
     });
     assert.equal(settings.match_max, 12);
 
+    // A live channel created from the "New channel" form on the seed, then
+    // stopped from its row.
+    await waitFor(async () => (await admin.$$eval('#nc-seed option', (o) => o.length)) > 0, { what: 'seed in the form' });
+    await admin.selectOption('#nc-kind', 'live');
+    await admin.fill('#nc-name', 'e2e-news');
+    await admin.fill('#nc-source', 'testsrc');
+    await admin.click('#new-channel button');
+    await waitFor(async () => /started/.test(await admin.textContent('#nc-result')), { timeoutMs: 35_000, what: 'live channel started' });
+    const stop = '#channels button.stop';
+    await waitFor(async () => (await admin.textContent('#channels tbody')).includes('e2e-news') && (await admin.$(stop)) !== null,
+      { timeoutMs: 10_000, what: 'new live channel listed with a Stop button' });
+    const seeds = await fetchJson(new URL('/api/seeds', servers.signalUrl).toString());
+    assert.ok(seeds.seeds.some((s) => s.live?.some((l) => l.channel === 'e2e-news' && l.public_key.length === 64)), 'the seed announces the channel key');
+
     await mkdir(path.dirname(SCREENSHOT), { recursive: true });
     await admin.screenshot({ path: SCREENSHOT, fullPage: true });
     log(`screenshot: ${SCREENSHOT}`);
+    await admin.click(stop);
+    await waitFor(async () => /stopped/.test(await admin.textContent('#status')), { timeoutMs: 15_000, what: 'live channel stopped' });
+    await waitFor(async () => (await admin.$(stop)) === null, { timeoutMs: 10_000, what: 'Stop button gone' });
 
     // Kick from the viewer's row.
     await admin.fill('#ban-s', '60');

@@ -102,6 +102,13 @@
     }, function (e) { $("status").textContent = "kick failed: " + e.message; });
   }
 
+  function stopChannel(name, seed, button) {
+    button.disabled = true;
+    api("/api/admin/channels/" + encodeURIComponent(name) + "?seed=" + encodeURIComponent(seed), { method: "DELETE" })
+      .then(function (r) { $("status").textContent = r.message; refresh(); },
+        function (e) { button.disabled = false; $("status").textContent = "stop failed: " + e.message; });
+  }
+
   function refresh() {
     return Promise.all([api("/api/admin/channels"), api("/api/admin/viewers"), api("/api/admin/seeds"), api("/api/admin/events")])
       .then(function (r) {
@@ -110,7 +117,23 @@
         fill("channels", channels.swarms, function (tr, s) {
           var t = s.totals;
           [s.swarm, t.viewers, t.seeds, pct(t.p2p_share), mb(t.bytes_from_peers), mb(t.bytes_from_http), t.stalls].forEach(function (v) { cell(tr, v); });
+          var td = cell(tr, "");
+          s.peers.filter(function (p) { return p.live && p.seed_id; }).forEach(function (p) {
+            var b = document.createElement("button");
+            b.className = "stop";
+            b.textContent = "Stop on " + p.seed_id;
+            b.onclick = function () { stopChannel(s.swarm, p.seed_id, b); };
+            td.appendChild(b);
+          });
         });
+        var sel = $("nc-seed"), chosen = sel.value;
+        sel.textContent = "";
+        seeds.forEach(function (s) {
+          var o = document.createElement("option");
+          o.value = o.textContent = s.seed_id;
+          sel.appendChild(o);
+        });
+        if (chosen) sel.value = chosen;
         fill("viewers", viewers, function (tr, v) {
           tr.dataset.peer = v.peer_id;
           [v.peer_id, v.viewer || "(anonymous)", v.user_group, v.group, v.addr, v.swarms.join(" "),
@@ -167,6 +190,29 @@
       body: JSON.stringify({ match_enough: Number($("match-enough").value), match_max: Number($("match-max").value) }),
     }).then(function () { $("settings-result").textContent = "saved"; },
       function (e) { $("settings-result").textContent = e.message; });
+  };
+
+  $("nc-kind").onchange = function () {
+    var vod = $("nc-kind").value === "vod";
+    document.querySelectorAll(".nc-live").forEach(function (e) { e.hidden = vod; });
+    document.querySelectorAll(".nc-vod").forEach(function (e) { e.hidden = !vod; });
+  };
+
+  $("new-channel").onsubmit = function (ev) {
+    ev.preventDefault();
+    var kind = $("nc-kind").value;
+    var body = { seed: $("nc-seed").value, kind: kind };
+    if (kind === "vod") body.file = $("nc-file").value;
+    else { body.name = $("nc-name").value; body.source = $("nc-source").value; }
+    var button = $("new-channel").querySelector("button");
+    button.disabled = true;
+    $("nc-result").textContent = kind === "live" ? "starting..." : "sending...";
+    api("/api/admin/channels", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }).then(function (r) { $("nc-result").textContent = r.message; button.disabled = false; refresh(); },
+      function (e) { $("nc-result").textContent = e.message; button.disabled = false; });
   };
 
   if (key) api("/api/admin/settings").then(start, function () { sessionStorage.removeItem("shoal-admin-key"); key = null; });

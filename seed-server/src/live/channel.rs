@@ -134,6 +134,8 @@ pub struct LiveChannel {
     settings: LiveSettings,
     window: Mutex<Window>,
     status: tokio::sync::watch::Receiver<ChannelStatus>,
+    /// Taken by [`LiveChannel::stop`].
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -147,6 +149,22 @@ impl LiveChannel {
 
     pub fn status(&self) -> ChannelStatus {
         self.status.borrow().clone()
+    }
+
+    /// Stops the channel for good: ffmpeg is killed, no segment follows,
+    /// `live.json` says it was stopped (its window stays served until the
+    /// channel is dropped). Returns once the status reads stopped (at most
+    /// a few seconds).
+    pub async fn stop(&self) {
+        if let Some(tx) = lock(&self.stop).take() {
+            let _ = tx.send(());
+        }
+        let mut status = self.status.clone();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            status.wait_for(|s| matches!(s, ChannelStatus::Stopped)),
+        )
+        .await;
     }
 
     /// `live.json`, once the encoder produced its init segment and one
@@ -321,6 +339,7 @@ pub fn start(
     swarm: Option<Arc<Swarm>>,
 ) -> Result<(Arc<LiveChannel>, JoinHandle<()>), ConfigError> {
     let mut ingest: Channel = spawn_channel(cfg.clone())?;
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let channel = Arc::new(LiveChannel {
         name: cfg.name.clone(),
         signer: LiveSigner::from_secret(secret),
@@ -333,10 +352,16 @@ pub fn start(
         settings,
         window: Mutex::default(),
         status: ingest.status(),
+        stop: Mutex::new(Some(stop_tx)),
     });
     let ch = channel.clone();
     let task = tokio::spawn(async move {
-        while let Some(ev) = ingest.recv().await {
+        loop {
+            let ev = tokio::select! {
+                ev = ingest.recv() => ev,
+                _ = &mut stop_rx => None,
+            };
+            let Some(ev) = ev else { break };
             match ev {
                 IngestEvent::Init { data, mime } => {
                     info!(channel = %ch.name, %mime, bytes = data.len(), "live init segment");
@@ -353,14 +378,34 @@ pub fn start(
                 }
             }
         }
+        ingest.stop().await;
         info!(channel = %ch.name, "live channel stopped");
     });
     Ok((channel, task))
 }
 
-/// The live channels a seed serves, by name.
+/// The live channels a seed serves, by name (channels start and stop
+/// while the seed runs).
 #[derive(Default, Clone)]
-pub struct LiveChannels(pub Arc<HashMap<String, Arc<LiveChannel>>>);
+pub struct LiveChannels(pub Arc<std::sync::RwLock<HashMap<String, Arc<LiveChannel>>>>);
+
+impl LiveChannels {
+    pub fn new(map: HashMap<String, Arc<LiveChannel>>) -> LiveChannels {
+        LiveChannels(Arc::new(std::sync::RwLock::new(map)))
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<LiveChannel>> {
+        self.read().get(name).cloned()
+    }
+
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<LiveChannel>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<LiveChannel>>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 #[derive(Serialize)]
 struct ChannelView {
@@ -386,7 +431,8 @@ pub fn router(channels: LiveChannels, stats: Arc<SeedStats>) -> Router {
 }
 
 async fn index(State(ch): State<LiveChannels>) -> Response {
-    let mut v: Vec<ChannelView> = (ch.0.values())
+    let channels: Vec<Arc<LiveChannel>> = ch.read().values().cloned().collect();
+    let mut v: Vec<ChannelView> = (channels.iter())
         .map(|c| {
             let (status, reason) = match c.status() {
                 ChannelStatus::Starting => ("starting", None),
@@ -426,7 +472,7 @@ async fn file(
     Path((name, file)): Path<(String, String)>,
     _req: Request,
 ) -> Response {
-    let Some(c) = ch.0.get(&name) else {
+    let Some(c) = ch.get(&name) else {
         return (StatusCode::NOT_FOUND, "unknown live channel\n").into_response();
     };
     let starting = || {

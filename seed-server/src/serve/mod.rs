@@ -43,7 +43,7 @@ use crate::stats::SeedStats;
 use slots::{Limits, SlotTable};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use swarm::Clock;
 use swarm_proto::engine::{Config, Engine};
@@ -131,7 +131,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// All contents served over WebRTC.
 pub struct SwarmHub {
-    swarms: HashMap<String, Arc<Swarm>>,
+    /// Written only when a live channel starts or stops.
+    swarms: RwLock<HashMap<String, Arc<Swarm>>>,
     stats: Arc<SeedStats>,
     cfg: HubConfig,
     slots: Arc<Mutex<SlotTable>>,
@@ -169,7 +170,7 @@ impl SwarmHub {
             swarms.insert(p.content_id.clone(), Arc::new(swarm));
         }
         SwarmHub {
-            swarms,
+            swarms: RwLock::new(swarms),
             stats,
             cfg,
             slots: Arc::default(),
@@ -178,9 +179,13 @@ impl SwarmHub {
         }
     }
 
-    /// Adds a live channel's swarm (before the hub is shared); its segments
-    /// come from [`Swarm::publish`].
-    pub fn add_live(&mut self, channel: &str, mut cfg: LiveConfig) -> Arc<Swarm> {
+    fn swarms(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Swarm>>> {
+        self.swarms.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a live channel's swarm (replacing one of that name); its
+    /// segments come from [`Swarm::publish`].
+    pub fn add_live(&self, channel: &str, mut cfg: LiveConfig) -> Arc<Swarm> {
         cfg.max_peers = cfg.max_peers.max(self.cfg.capacity as usize);
         let engine = LiveEngine::new_seed(channel, DEFAULT_PIECE_BYTES, cfg);
         let loads = Arc::new(Semaphore::new(1));
@@ -191,8 +196,19 @@ impl SwarmHub {
             loads,
         ));
         info!(%channel, "serving live channel over WebRTC");
-        self.swarms.insert(channel.to_owned(), swarm.clone());
+        (self.swarms.write().unwrap_or_else(|e| e.into_inner()))
+            .insert(channel.to_owned(), swarm.clone());
         swarm
+    }
+
+    /// Stops serving `content_id` to new connections (a stopped live
+    /// channel); connections already open end with their swarm.
+    pub fn remove(&self, content_id: &str) -> Option<Arc<Swarm>> {
+        let gone = (self.swarms.write().unwrap_or_else(|e| e.into_inner())).remove(content_id);
+        if gone.is_some() {
+            info!(content = %content_id, "no longer serving over WebRTC");
+        }
+        gone
     }
 
     /// Milliseconds since the hub started (the engines' clock).
@@ -201,17 +217,17 @@ impl SwarmHub {
     }
 
     pub fn has(&self, content_id: &str) -> bool {
-        self.swarms.contains_key(content_id)
+        self.swarms().contains_key(content_id)
     }
 
     pub fn contents(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.swarms.keys().cloned().collect();
+        let mut v: Vec<String> = self.swarms().keys().cloned().collect();
         v.sort();
         v
     }
 
-    pub fn swarm(&self, content_id: &str) -> Option<&Arc<Swarm>> {
-        self.swarms.get(content_id)
+    pub fn swarm(&self, content_id: &str) -> Option<Arc<Swarm>> {
+        self.swarms().get(content_id).cloned()
     }
 
     pub fn stats(&self) -> &Arc<SeedStats> {
@@ -228,8 +244,7 @@ impl SwarmHub {
     /// is counted in the stats; the caller logs it.
     pub fn try_admit(&self, content_id: &str, remote_id: &str) -> Result<ViewerSlot, Refusal> {
         let swarm = self
-            .swarms
-            .get(content_id)
+            .swarm(content_id)
             .ok_or_else(|| Refusal::UnknownContent(content_id.to_owned()))?;
         if swarm.is_banned(remote_id) {
             self.stats.refused_banned.fetch_add(1, Relaxed);
@@ -252,7 +267,8 @@ impl SwarmHub {
             loop {
                 iv.tick().await;
                 let Some(hub) = weak.upgrade() else { break };
-                for s in hub.swarms.values() {
+                let swarms: Vec<Arc<Swarm>> = hub.swarms().values().cloned().collect();
+                for s in swarms {
                     s.tick();
                 }
             }
@@ -271,7 +287,7 @@ impl SwarmHub {
         slot: ViewerSlot,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let task = ViewerTask {
-            swarm: self.swarms.get(content_id)?.clone(),
+            swarm: self.swarm(content_id)?,
             key: self.next_key.fetch_add(1, Relaxed),
             stats: self.stats.clone(),
             handshake_timeout: self.cfg.handshake_timeout,

@@ -1,0 +1,249 @@
+//! The operator's commands to a running seed ([`SeedCommand`], sent by the
+//! signal server on behalf of its admin API): start and stop live channels.
+//!
+//! Everything is checked here, whoever sent it: a channel name must be a
+//! valid content id not taken by another content, a source goes through
+//! the parser of `--live`, the number of live channels is bounded.
+
+use crate::live::channel::{self as live_channel, LiveChannels, LiveSettings};
+use crate::live::ingest::{ChannelConfig, SourceSpec};
+use crate::serve::SwarmHub;
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use swarm_proto::live::LiveConfig;
+use swarm_proto::signal::{LiveChannelInfo, SeedCommand, SeedInfo};
+use tracing::{info, warn};
+
+/// Default of [`ControlConfig::max_live`].
+pub const DEFAULT_MAX_LIVE: usize = 16;
+
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// Where each live channel's signing key is kept (`NAME.key`).
+    pub key_dir: PathBuf,
+    pub segment_ms: u32,
+    pub push_copies: usize,
+    /// Most live channels at once (those of `--live` included).
+    pub max_live: usize,
+    /// The seed's media folder: a command's `file:` / `file-once:` source
+    /// is a path relative to it, and must stay inside it.
+    pub media_dir: Option<PathBuf>,
+}
+
+/// Resolves `rel`, a path a command names, inside `media`: refused when
+/// absolute, with `..`, missing, or leading out of `media` through a
+/// symbolic link.
+pub fn resolve_in_media(media: &Path, rel: &str) -> Result<PathBuf, String> {
+    let p = Path::new(rel);
+    if rel.is_empty()
+        || p.is_absolute()
+        || !p.components().all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "{rel:?} must be a relative path inside the media folder, without `..`"
+        ));
+    }
+    let root = media
+        .canonicalize()
+        .map_err(|e| format!("the media folder {}: {e}", media.display()))?;
+    let full = root
+        .join(p)
+        .canonicalize()
+        .map_err(|e| format!("{rel:?}: {e}"))?;
+    if !full.starts_with(&root) {
+        return Err(format!("{rel:?} leads out of the media folder"));
+    }
+    if !full.is_file() {
+        return Err(format!("{rel:?} is not a file"));
+    }
+    Ok(full)
+}
+
+/// A seed's live channels and announcement, changed by commands.
+pub struct SeedControl {
+    cfg: ControlConfig,
+    hub: Arc<SwarmHub>,
+    live: LiveChannels,
+    /// The seed's announcement apart from its contents and live keys.
+    base: SeedInfo,
+    /// Running live channels and their public keys (hex).
+    keys: Mutex<BTreeMap<String, String>>,
+    /// One command at a time.
+    busy: tokio::sync::Mutex<()>,
+}
+
+/// What a command did: `ok` and a sentence for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub ok: bool,
+    pub message: String,
+    /// The contents changed: the new announcement goes with the answer.
+    pub changed: bool,
+}
+
+impl Outcome {
+    fn refused(message: impl Into<String>) -> Outcome {
+        Outcome {
+            ok: false,
+            message: message.into(),
+            changed: false,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SeedControl {
+    /// `base` is the seed's announcement at start (its `live` lists the
+    /// channels of `--live`, already in `live` and in the hub).
+    pub fn new(
+        cfg: ControlConfig,
+        hub: Arc<SwarmHub>,
+        live: LiveChannels,
+        base: SeedInfo,
+    ) -> SeedControl {
+        let keys = (base.live.iter())
+            .map(|l| (l.channel.clone(), l.public_key.clone()))
+            .collect();
+        SeedControl {
+            cfg,
+            hub,
+            live,
+            base,
+            keys: Mutex::new(keys),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The seed's announcement now.
+    pub fn seed_info(&self) -> SeedInfo {
+        SeedInfo {
+            contents: self.hub.contents(),
+            live: (lock(&self.keys).iter())
+                .map(|(channel, public_key)| LiveChannelInfo {
+                    channel: channel.clone(),
+                    public_key: public_key.clone(),
+                })
+                .collect(),
+            ..self.base.clone()
+        }
+    }
+
+    /// Carries out one command.
+    pub async fn run(&self, command: SeedCommand) -> Outcome {
+        let _one = self.busy.lock().await;
+        let outcome = match command {
+            SeedCommand::StartLive { name, source } => self.start_live(&name, &source),
+            SeedCommand::StopLive { name } => self.stop_live(&name).await,
+            SeedCommand::AddVod { .. } => {
+                Outcome::refused("this seed cannot publish VOD files on command yet")
+            }
+        };
+        if outcome.ok {
+            info!(message = %outcome.message, "command done");
+        } else {
+            warn!(message = %outcome.message, "command refused");
+        }
+        outcome
+    }
+
+    fn start_live(&self, name: &str, source: &str) -> Outcome {
+        if !swarm_proto::manifest::valid_content_id(name) {
+            return Outcome::refused(format!(
+                "channel name {name:?} must be 1-64 characters of [A-Za-z0-9_-]"
+            ));
+        }
+        let spec = match SourceSpec::parse(source) {
+            Ok(s) => s,
+            Err(e) => return Outcome::refused(format!("source {source:?}: {e}")),
+        };
+        // A file source names a file of the media folder, nothing else.
+        let spec = match spec {
+            SourceSpec::File(p) | SourceSpec::LoopFile(p) => {
+                let Some(media) = &self.cfg.media_dir else {
+                    return Outcome::refused("this seed has no media folder for file sources");
+                };
+                let full = match resolve_in_media(media, &p.to_string_lossy()) {
+                    Ok(f) => f,
+                    Err(e) => return Outcome::refused(format!("source {source:?}: {e}")),
+                };
+                if source.starts_with("file-once:") {
+                    SourceSpec::File(full)
+                } else {
+                    SourceSpec::LoopFile(full)
+                }
+            }
+            other => other,
+        };
+        if lock(&self.keys).contains_key(name) || self.hub.has(name) {
+            return Outcome::refused(format!("the name {name:?} is already taken on this seed"));
+        }
+        let running = lock(&self.keys).len();
+        if running >= self.cfg.max_live {
+            return Outcome::refused(format!(
+                "this seed already runs {running} live channels (at most {})",
+                self.cfg.max_live
+            ));
+        }
+        let secret = match live_channel::load_or_create_key(&self.cfg.key_dir, name) {
+            Ok(k) => k,
+            Err(e) => {
+                return Outcome::refused(format!(
+                    "cannot read or make the channel's key in {}: {e}",
+                    self.cfg.key_dir.display()
+                ))
+            }
+        };
+        let cfg = ChannelConfig {
+            segment_ms: self.cfg.segment_ms,
+            ..ChannelConfig::new(name.to_owned(), spec)
+        };
+        let live_cfg = LiveConfig {
+            push_copies: self.cfg.push_copies,
+            ..LiveConfig::default()
+        };
+        let swarm = self.hub.add_live(name, live_cfg);
+        match live_channel::start(cfg, secret, LiveSettings::default(), Some(swarm)) {
+            Ok((ch, _task)) => {
+                info!(channel = %name, %source, "live channel started on command");
+                lock(&self.keys).insert(name.to_owned(), hex::encode(ch.public_key()));
+                let mut map = self.live.write();
+                // Stopped channels stay served (their live.json says so)
+                // until their name is reused or room is needed.
+                if map.len() >= self.cfg.max_live.saturating_mul(2) {
+                    let keys = lock(&self.keys);
+                    map.retain(|n, _| keys.contains_key(n));
+                }
+                map.insert(name.to_owned(), ch);
+                Outcome {
+                    ok: true,
+                    message: format!("live channel {name} started from {source}"),
+                    changed: true,
+                }
+            }
+            Err(e) => {
+                self.hub.remove(name);
+                Outcome::refused(format!("source {source:?}: {e}"))
+            }
+        }
+    }
+
+    async fn stop_live(&self, name: &str) -> Outcome {
+        if lock(&self.keys).remove(name).is_none() {
+            return Outcome::refused(format!("no live channel {name:?} runs on this seed"));
+        }
+        self.hub.remove(name);
+        if let Some(ch) = self.live.get(name) {
+            ch.stop().await;
+        }
+        info!(channel = %name, "live channel stopped on command");
+        Outcome {
+            ok: true,
+            message: format!("live channel {name} stopped"),
+            changed: true,
+        }
+    }
+}
