@@ -5,6 +5,7 @@
 //! valid content id not taken by another content, a source goes through
 //! the parser of `--live`, the number of live channels is bounded.
 
+use crate::http::AddedVods;
 use crate::live::channel::{self as live_channel, LiveChannels, LiveSettings};
 use crate::live::ingest::{ChannelConfig, SourceSpec};
 use crate::serve::SwarmHub;
@@ -71,6 +72,13 @@ pub struct SeedControl {
     keys: Mutex<BTreeMap<String, String>>,
     /// One command at a time.
     busy: tokio::sync::Mutex<()>,
+    /// VOD on command: the package cache and the HTTP origin's list.
+    vod: Option<(PathBuf, AddedVods)>,
+    /// The file being packaged (one at a time).
+    packaging: Mutex<Option<String>>,
+    /// Bumped when the contents change outside a command's answer (a VOD
+    /// file finished packaging): the signaling client announces them.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// What a command did: `ok` and a sentence for the operator.
@@ -115,7 +123,22 @@ impl SeedControl {
             base,
             keys: Mutex::new(keys),
             busy: tokio::sync::Mutex::new(()),
+            vod: None,
+            packaging: Mutex::new(None),
+            changed: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Lets `add_vod` package files of the media folder into `cache` and
+    /// publish them on the HTTP origin's `added` list.
+    pub fn with_vod(mut self, cache: PathBuf, added: AddedVods) -> SeedControl {
+        self.vod = Some((cache, added));
+        self
+    }
+
+    /// Changes to announce (a VOD file packaged after its command was answered).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
     }
 
     /// The seed's announcement now.
@@ -133,14 +156,12 @@ impl SeedControl {
     }
 
     /// Carries out one command.
-    pub async fn run(&self, command: SeedCommand) -> Outcome {
+    pub async fn run(self: &Arc<Self>, command: SeedCommand) -> Outcome {
         let _one = self.busy.lock().await;
         let outcome = match command {
             SeedCommand::StartLive { name, source } => self.start_live(&name, &source),
             SeedCommand::StopLive { name } => self.stop_live(&name).await,
-            SeedCommand::AddVod { .. } => {
-                Outcome::refused("this seed cannot publish VOD files on command yet")
-            }
+            SeedCommand::AddVod { file } => self.add_vod(&file),
         };
         if outcome.ok {
             info!(message = %outcome.message, "command done");
@@ -228,6 +249,57 @@ impl SeedControl {
                 self.hub.remove(name);
                 Outcome::refused(format!("source {source:?}: {e}"))
             }
+        }
+    }
+
+    /// Starts packaging `file` (answered at once); the content is
+    /// announced when it is published, with progress in the log.
+    fn add_vod(self: &Arc<Self>, file: &str) -> Outcome {
+        let (Some(media), Some((cache, added))) = (&self.cfg.media_dir, &self.vod) else {
+            return Outcome::refused("this seed does not publish VOD files on command");
+        };
+        let path = match resolve_in_media(media, file) {
+            Ok(p) => p,
+            Err(e) => return Outcome::refused(e),
+        };
+        if self.hub.contents().len() >= swarm_proto::signal::MAX_SEED_CONTENTS {
+            return Outcome::refused(format!(
+                "this seed already holds {} contents",
+                swarm_proto::signal::MAX_SEED_CONTENTS
+            ));
+        }
+        {
+            let mut busy = lock(&self.packaging);
+            if let Some(other) = busy.as_ref() {
+                return Outcome::refused(format!(
+                    "this seed is packaging {other:?}; try again when it is done"
+                ));
+            }
+            *busy = Some(file.to_owned());
+        }
+        let message = format!("packaging {file}; the seed announces it when it is done");
+        let (me, cache, added, file) =
+            (self.clone(), cache.clone(), added.clone(), file.to_owned());
+        tokio::spawn(async move {
+            info!(%file, "packaging on command");
+            match crate::package::package_file(&path, &cache).await {
+                Ok(p) if me.hub.has(&p.content_id) => {
+                    info!(%file, content_id = %p.content_id, "already published");
+                }
+                Ok(p) => {
+                    me.hub.add_vod(&p);
+                    info!(%file, content_id = %p.content_id, "published on command");
+                    (added.write().unwrap_or_else(|e| e.into_inner())).push(Arc::new(p));
+                    me.changed.send_modify(|v| *v += 1);
+                }
+                Err(e) => warn!(%file, error = %e, "cannot package the file asked for"),
+            }
+            *lock(&me.packaging) = None;
+        });
+        Outcome {
+            ok: true,
+            message,
+            changed: false,
         }
     }
 

@@ -55,8 +55,19 @@ impl IntoResponse for AppError {
 #[derive(Clone)]
 pub struct HttpState {
     pub library: Arc<Library>,
+    /// VOD contents published on command while the seed runs
+    /// ([`crate::control`]), by content id.
+    pub added: AddedVods,
     pub stats: Arc<SeedStats>,
     pub capacity: u32,
+}
+
+/// VOD contents published while the seed runs.
+pub type AddedVods = Arc<std::sync::RwLock<Vec<Arc<crate::package::Published>>>>;
+
+fn added_get(added: &AddedVods, id: &str) -> Option<Arc<crate::package::Published>> {
+    let v = added.read().unwrap_or_else(|e| e.into_inner());
+    v.iter().find(|p| p.content_id == id).cloned()
 }
 
 /// One entry of `GET /vod/index.json`.
@@ -103,7 +114,16 @@ pub fn router(state: HttpState) -> Router {
 }
 
 async fn vod_index(State(st): State<HttpState>) -> Response {
-    let mut resp = Json(index(&st.library)).into_response();
+    let mut entries = index(&st.library);
+    {
+        let added = st.added.read().unwrap_or_else(|e| e.into_inner());
+        let lib = Library {
+            published: added.iter().map(|p| (**p).clone()).collect(),
+            failed: Vec::new(),
+        };
+        entries.extend(index(&lib));
+    }
+    let mut resp = Json(entries).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     resp
@@ -115,7 +135,8 @@ async fn api_stats(State(st): State<HttpState>) -> Result<Response, AppError> {
         detail: format!("stats do not serialize: {e}"),
     })?;
     v["capacity"] = st.capacity.into();
-    v["contents"] = st.library.published.len().into();
+    let added = st.added.read().unwrap_or_else(|e| e.into_inner()).len();
+    v["contents"] = (st.library.published.len() + added).into();
     let mut resp = Json(v).into_response();
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -147,7 +168,8 @@ async fn vod_file(
     Path((content_id, file)): Path<(String, String)>,
     req: Request,
 ) -> Result<Response, AppError> {
-    let Some(p) = st.library.get(&content_id) else {
+    let added = added_get(&st.added, &content_id);
+    let Some(p) = st.library.get(&content_id).or(added.as_deref()) else {
         let shown: String = content_id
             .chars()
             .filter(|c| c.is_ascii_graphic())

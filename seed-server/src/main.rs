@@ -311,7 +311,9 @@ async fn main() -> ExitCode {
     }
 
     let live = LiveChannels::new(live);
+    let added_vods: shoal_seed::http::AddedVods = Default::default();
     let app = router(HttpState {
+        added: added_vods.clone(),
         library: library.clone(),
         stats: stats.clone(),
         capacity: args.capacity,
@@ -380,7 +382,8 @@ async fn main() -> ExitCode {
             hub.clone(),
             live,
             seed.clone(),
-        );
+        )
+        .with_vod(args.cache.clone(), added_vods);
         tokio::spawn(signaling::run_with_control(
             SignalingConfig { url, seed, token },
             hub,

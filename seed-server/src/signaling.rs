@@ -180,8 +180,23 @@ async fn session(
     let mut conns: HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>> =
         HashMap::new();
 
+    let mut changes = control.map(|c| c.subscribe());
+    if let Some(c) = changes.as_mut() {
+        c.mark_unchanged();
+    }
     loop {
         tokio::select! {
+            Ok(()) = async {
+                match changes.as_mut() {
+                    Some(c) => c.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(c) = control {
+                    info!("announcing new contents");
+                    sink.send(text(&ClientMsg::SeedUpdate { seed: c.seed_info() })).await?;
+                }
+            }
             _ = hb.tick() => {
                 if last_heard.elapsed() > silence_limit {
                     return Err(SignalingError::Silent(last_heard.elapsed()));

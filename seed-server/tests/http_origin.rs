@@ -24,6 +24,7 @@ async fn origin_serves_manifest_segments_with_ranges_cors_and_an_index() {
     let p = lib.published[0].clone();
     let stats = Arc::new(SeedStats::default());
     let base = start(HttpState {
+        added: Default::default(),
         library: lib.clone(),
         stats: stats.clone(),
         capacity: 7,

@@ -216,3 +216,106 @@ async fn a_live_channel_is_started_and_stopped_by_command() {
     });
     assert!(result(&mut link, 9).await.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vod_file_of_the_media_folder_is_packaged_and_announced_by_command() {
+    init_tracing();
+    let (_root, media, cache) = common::dirs();
+    std::fs::create_dir_all(media.join("films")).unwrap();
+    common::make_video(&media.join("films"), "new.mp4", 3, true);
+    let outside = tempfile::tempdir().unwrap();
+    common::make_video(outside.path(), "secret.mp4", 1, false);
+    std::os::unix::fs::symlink(outside.path().join("secret.mp4"), media.join("link.mp4")).unwrap();
+    let stats = Arc::new(SeedStats::default());
+    let lib = Arc::new(shoal_seed::package::Library::default());
+    let hub = Arc::new(SwarmHub::new(&lib, stats.clone(), HubConfig::new(4)));
+    let added: shoal_seed::http::AddedVods = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let app = shoal_seed::http::router(shoal_seed::http::HttpState {
+        library: lib,
+        added: added.clone(),
+        stats,
+        capacity: 4,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = SeedInfo {
+        seed_id: "seed-vod".into(),
+        http_base: origin.clone(),
+        contents: Vec::new(),
+        capacity: 4,
+        live: Vec::new(),
+    };
+    let control = SeedControl::new(
+        ControlConfig {
+            key_dir: cache.join("keys"),
+            segment_ms: 1000,
+            push_copies: 1,
+            max_live: 1,
+            media_dir: Some(media.clone()),
+        },
+        hub.clone(),
+        LiveChannels::default(),
+        base.clone(),
+    )
+    .with_vod(cache.clone(), added);
+    let (url, mut links) = signal_server().await;
+    tokio::spawn(signaling::run_with_control(
+        SignalingConfig {
+            url,
+            seed: base,
+            token: None,
+        },
+        hub.clone(),
+        RtcHost::new(RtcConfig::default()),
+        Some(Arc::new(control)),
+    ));
+    let mut link = next_link(&mut links).await;
+    link.welcome(1000).await;
+
+    let abs = media.join("films/new.mp4").display().to_string();
+    for (id, file) in [
+        (1, "../x.mp4"),
+        (2, abs.as_str()),
+        (3, "link.mp4"),
+        (4, "films/missing.mp4"),
+        (5, "films"),
+    ] {
+        link.send(&ServerMsg::SeedCommand {
+            id,
+            command: SeedCommand::AddVod { file: file.into() },
+        });
+        let (ok, message, _) = result(&mut link, id).await;
+        assert!(!ok, "{file}: {message}");
+    }
+    link.send(&ServerMsg::SeedCommand {
+        id: 6,
+        command: SeedCommand::AddVod {
+            file: "films/new.mp4".into(),
+        },
+    });
+    let (ok, message, seed) = result(&mut link, 6).await;
+    assert!(ok && seed.is_none(), "{message}");
+    assert!(message.contains("packaging"), "{message}");
+    let update = tokio::time::timeout(Duration::from_secs(60), link.recv())
+        .await
+        .expect("announced once packaged");
+    let ClientMsg::SeedUpdate { seed } = update else {
+        panic!("expected seed_update, got {update:?}");
+    };
+    assert_eq!(seed.contents.len(), 1, "{seed:?}");
+    let id = &seed.contents[0];
+    assert!(hub.has(id));
+    let index: Vec<shoal_seed::http::IndexEntry> = reqwest::get(format!("{origin}/vod/index.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(index.len(), 1);
+    assert_eq!(&index[0].content_id, id);
+    let m = reqwest::get(format!("{origin}/vod/{id}/manifest.json"))
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+}

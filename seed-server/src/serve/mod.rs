@@ -183,6 +183,28 @@ impl SwarmHub {
         self.swarms.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Serves a VOD content packaged while the seed runs (its share of the
+    /// segment cache as if it had been there from the start).
+    pub fn add_vod(&self, p: &crate::package::Published) {
+        let mut engine_cfg = self.cfg.engine.clone();
+        engine_cfg.max_peers = engine_cfg.max_peers.max(self.cfg.capacity as usize);
+        engine_cfg.store_max_bytes =
+            content_cache_bytes(self.cfg.cache_bytes, self.swarms().len() + 1);
+        let manifest = Arc::new(p.manifest.clone());
+        let engine = Engine::new_seed(manifest.clone(), engine_cfg);
+        let swarm = Swarm::new(
+            p.dir.clone(),
+            manifest,
+            engine,
+            self.clock,
+            self.stats.clone(),
+            Arc::new(Semaphore::new(MAX_CONCURRENT_LOADS)),
+        );
+        info!(content = %p.content_id, "serving over WebRTC");
+        (self.swarms.write().unwrap_or_else(|e| e.into_inner()))
+            .insert(p.content_id.clone(), Arc::new(swarm));
+    }
+
     /// Adds a live channel's swarm (replacing one of that name); its
     /// segments come from [`Swarm::publish`].
     pub fn add_live(&self, channel: &str, mut cfg: LiveConfig) -> Arc<Swarm> {

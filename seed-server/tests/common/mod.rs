@@ -64,6 +64,7 @@ pub async fn start_origin(library: Arc<Library>, stats: Arc<SeedStats>, capacity
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(HttpState {
+        added: Default::default(),
         library,
         stats,
         capacity,
