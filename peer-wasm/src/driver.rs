@@ -758,14 +758,7 @@ impl Driver {
                 // pair apart for a while.
                 self.conns.failed += 1;
                 let ms = (now_ms() - c.created_at).max(0.0) as u64;
-                let swarm = self.content_id();
-                self.signal.send(&ClientMsg::ConnResult {
-                    swarm,
-                    peer: c.remote_id.clone(),
-                    ok: false,
-                    ms,
-                    route: None,
-                });
+                self.send_conn_result(c.remote_id.clone(), false, ms, None);
             }
             c.close(false, &mut self.graveyard);
         }
@@ -782,11 +775,15 @@ impl Driver {
         let (peer, route) = (c.remote_id.clone(), c.route);
         let ms = (c.opened_at - c.created_at).max(0.0) as u64;
         self.debug(|| format!("peer {peer}: connected in {ms} ms over {route:?}"));
+        self.send_conn_result(peer, true, ms, route);
+    }
+
+    fn send_conn_result(&mut self, peer: String, ok: bool, ms: u64, route: Option<Route>) {
         let swarm = self.content_id();
         self.signal.send(&ClientMsg::ConnResult {
             swarm,
             peer,
-            ok: true,
+            ok,
             ms,
             route,
         });
