@@ -136,6 +136,11 @@ impl SeedControl {
         self
     }
 
+    /// The live channels (running ones and those stopped but still held).
+    pub fn live(&self) -> &LiveChannels {
+        &self.live
+    }
+
     /// Changes to announce (a VOD file packaged after its command was answered).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()

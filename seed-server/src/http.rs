@@ -202,6 +202,19 @@ async fn vod_file(
     Ok(resp)
 }
 
+/// The size of a request as it came: request line, headers, and the body
+/// its `Content-Length` declares.
+fn request_bytes(req: &Request) -> u64 {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    let headers: usize = (req.headers().iter())
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    let body = (req.headers().get(header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    (line + headers + 2) as u64 + body
+}
+
 /// Counts response body bytes as they are actually sent.
 pub(crate) async fn count_bytes(
     State(stats): State<Arc<SeedStats>>,
@@ -209,6 +222,7 @@ pub(crate) async fn count_bytes(
     next: Next,
 ) -> Response {
     stats.http_requests.fetch_add(1, Relaxed);
+    stats.http_bytes_in.fetch_add(request_bytes(&req), Relaxed);
     let resp = next.run(req).await;
     resp.map(|inner| Body::new(CountingBody { inner, stats }))
 }

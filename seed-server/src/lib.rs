@@ -6,6 +6,7 @@ pub mod control;
 pub mod http;
 pub mod live;
 pub mod package;
+pub mod report;
 pub mod rtc;
 pub mod serve;
 pub mod signaling;

@@ -4,6 +4,7 @@
 //! connection is re-established with backoff whenever it drops.
 
 use crate::control::SeedControl;
+use crate::report::Reporter;
 use crate::rtc::RtcHost;
 use crate::serve::{Refusal, RemoteCandidate, SwarmHub};
 use futures_util::{SinkExt, StreamExt};
@@ -11,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm_proto::signal::{
-    ClientMsg, ErrorCode, RefuseReason, Role, RtcSignal, SeedInfo, ServerMsg,
+    ClientMsg, ErrorCode, RefuseReason, Role, RtcSignal, SeedInfo, ServerMsg, SEED_REPORT_EVERY_MS,
 };
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -81,17 +82,46 @@ pub async fn run(cfg: SignalingConfig, hub: Arc<SwarmHub>, host: RtcHost) {
 }
 
 /// [`run`], carrying out the operator's commands with `control` (whose
-/// announcement then replaces `cfg.seed` at every hello).
+/// announcement then replaces `cfg.seed` at every hello). Reports go every
+/// [`SEED_REPORT_EVERY_MS`], counted from now.
 pub async fn run_with_control(
     cfg: SignalingConfig,
     hub: Arc<SwarmHub>,
     host: RtcHost,
     control: Option<Arc<SeedControl>>,
 ) {
+    let mut reporter = Reporter::new(hub.stats().clone()).with_hub(hub.clone());
+    if let Some(c) = &control {
+        reporter = reporter.with_live(c.live().clone());
+    }
+    let every = Duration::from_millis(SEED_REPORT_EVERY_MS);
+    run_reporting(cfg, hub, host, control, reporter, every).await
+}
+
+/// [`run_with_control`], sending `reporter`'s [`ClientMsg::SeedReport`]
+/// right after each welcome and then every `every`.
+pub async fn run_reporting(
+    cfg: SignalingConfig,
+    hub: Arc<SwarmHub>,
+    host: RtcHost,
+    control: Option<Arc<SeedControl>>,
+    reporter: Reporter,
+    every: Duration,
+) {
     let mut backoff = BACKOFF_MIN;
+    let report = (reporter, every.max(Duration::from_millis(10)));
     loop {
         let mut registered = false;
-        match session(&cfg, &hub, &host, control.as_ref(), &mut registered).await {
+        match session(
+            &cfg,
+            &hub,
+            &host,
+            control.as_ref(),
+            &report,
+            &mut registered,
+        )
+        .await
+        {
             Ok(()) => info!(url = %cfg.url, "signal server closed the connection"),
             Err(e) => warn!(url = %cfg.url, error = %e, "signaling connection lost"),
         }
@@ -116,6 +146,7 @@ async fn session(
     hub: &Arc<SwarmHub>,
     host: &RtcHost,
     control: Option<&Arc<SeedControl>>,
+    (reporter, report_every): &(Reporter, Duration),
     registered: &mut bool,
 ) -> Result<(), SignalingError> {
     let (ws, _) = tokio_tungstenite::connect_async(cfg.url.as_str())
@@ -180,6 +211,8 @@ async fn session(
     let mut conns: HashMap<(String, String), mpsc::UnboundedSender<RemoteCandidate>> =
         HashMap::new();
 
+    let mut report_tick = tokio::time::interval(*report_every);
+    report_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut changes = control.map(|c| c.subscribe());
     if let Some(c) = changes.as_mut() {
         c.mark_unchanged();
@@ -196,6 +229,9 @@ async fn session(
                     info!("announcing new contents");
                     sink.send(text(&ClientMsg::SeedUpdate { seed: c.seed_info() })).await?;
                 }
+            }
+            _ = report_tick.tick() => {
+                sink.send(text(&ClientMsg::SeedReport { report: reporter.report() })).await?;
             }
             _ = hb.tick() => {
                 if last_heard.elapsed() > silence_limit {

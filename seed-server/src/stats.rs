@@ -10,6 +10,11 @@ pub struct SeedStats {
     pub http_requests: AtomicU64,
     /// Data-channel bytes handed to WebRTC connections.
     pub rtc_bytes: AtomicU64,
+    /// Data-channel bytes received from viewers.
+    pub rtc_bytes_in: AtomicU64,
+    /// Request bytes the HTTP origin received (request line, headers and
+    /// declared body length).
+    pub http_bytes_in: AtomicU64,
     /// WebRTC slots held now: viewer connections admitted (connecting or
     /// open) and not yet torn down.
     pub slots: AtomicU64,

@@ -11,7 +11,9 @@
 //! - `GET /api/admin/viewers`: every connected viewer (viewer id, user and
 //!   network group, address, swarms, connected time, its last reports).
 //! - `GET /api/admin/seeds`: every seed (id, address, origin, contents,
-//!   capacity, uptime).
+//!   capacity, uptime) with its last own report (uptime, bytes in and out
+//!   over WebRTC and HTTP, viewers, channels ok/interrupted, cache use) and
+//!   `stale` when no report came for 15 s.
 //! - `GET /api/admin/channels`: every swarm with its members and totals
 //!   (bytes, P2P share, stalls).
 //! - `GET /api/admin/events`: the last events (hellos, refusals, kicks,
@@ -327,8 +329,11 @@ pub(crate) async fn metrics(AxState(app): AxState<AppState>, headers: HeaderMap)
     if let Err(r) = check_admin(&app, &headers) {
         return r;
     }
-    let view = app.lock().swarms_view();
-    let text = app.metrics().render(&view);
+    let (view, seeds) = {
+        let st = app.lock();
+        (st.swarms_view(), st.admin_seeds_view())
+    };
+    let text = app.metrics().render(&view, &seeds);
     (
         StatusCode::OK,
         [(

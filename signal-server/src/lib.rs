@@ -79,6 +79,8 @@ pub struct Config {
     pub ice: ice::IceConfig,
     /// The built-in user store and its login (off without `users.db`).
     pub users: users::UsersConfig,
+    /// A seed whose last report is older than this is shown stale.
+    pub seed_stale_ms: u64,
 }
 
 /// Limits that keep one client from hurting the others. Each is logged
@@ -135,6 +137,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             ice: ice::IceConfig::default(),
             users: users::UsersConfig::default(),
+            seed_stale_ms: swarm_proto::signal::SEED_REPORT_STALE_MS,
         }
     }
 }
@@ -211,6 +214,7 @@ impl AppState {
             metrics.clone(),
         );
         state.set_ice(config.ice.clone());
+        state.set_seed_stale_ms(config.seed_stale_ms);
         let users = users::Users::new(&config.users, store);
         AppState {
             inner: Arc::new(Inner {

@@ -31,6 +31,12 @@ pub struct Metrics {
     swarms: Gauge,
     reported_bytes: Family<Labels, Gauge>,
     reported_stalls: Gauge,
+    seed_bytes: Family<Labels, Gauge>,
+    seed_viewers: Family<Labels, Gauge>,
+    seed_uptime: Family<Labels, Gauge>,
+    seed_channels: Family<Labels, Gauge>,
+    seed_cache_bytes: Family<Labels, Gauge>,
+    seed_stale: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -47,6 +53,12 @@ impl Default for Metrics {
             swarms: Gauge::default(),
             reported_bytes: Family::default(),
             reported_stalls: Gauge::default(),
+            seed_bytes: Family::default(),
+            seed_viewers: Family::default(),
+            seed_uptime: Family::default(),
+            seed_channels: Family::default(),
+            seed_cache_bytes: Family::default(),
+            seed_stale: Family::default(),
             registry: Registry::default(),
         };
         registry.register("hellos", "Clients admitted, by role", m.hellos.clone());
@@ -87,6 +99,36 @@ impl Default for Metrics {
             "Stalls the connected viewers reported",
             m.reported_stalls.clone(),
         );
+        registry.register(
+            "seed_bytes",
+            "Bytes each registered seed reported since it started, by transport (rtc, http) and direction (in, out)",
+            m.seed_bytes.clone(),
+        );
+        registry.register(
+            "seed_viewers",
+            "Viewer connections each seed holds over WebRTC (its last report)",
+            m.seed_viewers.clone(),
+        );
+        registry.register(
+            "seed_uptime_seconds",
+            "Seconds each seed has been running (its last report)",
+            m.seed_uptime.clone(),
+        );
+        registry.register(
+            "seed_channels",
+            "Channels of each seed by state (ok, interrupted)",
+            m.seed_channels.clone(),
+        );
+        registry.register(
+            "seed_cache_bytes",
+            "Segment cache each seed holds, and its bound (kind used, max)",
+            m.seed_cache_bytes.clone(),
+        );
+        registry.register(
+            "seed_stale",
+            "1 when a seed has sent no report for 15 s",
+            m.seed_stale.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -126,8 +168,64 @@ impl Metrics {
         self.limits.get_or_create(&label("limit", which)).inc();
     }
 
-    /// The text exposition, with the gauges set from `view`.
-    pub fn render(&self, view: &crate::state::SwarmsView) -> String {
+    /// The text exposition, with the gauges set from `view` and the seeds'
+    /// last reports (seeds gone since the last scrape are dropped).
+    pub fn render(
+        &self,
+        view: &crate::state::SwarmsView,
+        seeds: &[crate::state::AdminSeed],
+    ) -> String {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for f in [
+            &self.seed_bytes,
+            &self.seed_viewers,
+            &self.seed_uptime,
+            &self.seed_channels,
+            &self.seed_cache_bytes,
+            &self.seed_stale,
+        ] {
+            f.clear();
+        }
+        for s in seeds {
+            let seed = || ("seed", s.seed_id.clone());
+            self.seed_stale
+                .get_or_create(&vec![seed()])
+                .set(i64::from(s.stale));
+            let Some(r) = &s.report else { continue };
+            for (transport, direction, v) in [
+                ("rtc", "out", r.rtc_bytes_out),
+                ("rtc", "in", r.rtc_bytes_in),
+                ("http", "out", r.http_bytes_out),
+                ("http", "in", r.http_bytes_in),
+            ] {
+                self.seed_bytes
+                    .get_or_create(&vec![
+                        seed(),
+                        ("transport", transport.into()),
+                        ("direction", direction.into()),
+                    ])
+                    .set(clamp(v));
+            }
+            self.seed_viewers
+                .get_or_create(&vec![seed()])
+                .set(i64::from(r.viewers));
+            self.seed_uptime
+                .get_or_create(&vec![seed()])
+                .set(clamp(r.uptime_s));
+            for (state, n) in [
+                ("ok", r.channels_ok),
+                ("interrupted", r.channels_interrupted),
+            ] {
+                self.seed_channels
+                    .get_or_create(&vec![seed(), ("state", state.into())])
+                    .set(i64::from(n));
+            }
+            for (kind, v) in [("used", r.cache_bytes), ("max", r.cache_max_bytes)] {
+                self.seed_cache_bytes
+                    .get_or_create(&vec![seed(), ("kind", kind.into())])
+                    .set(clamp(v));
+            }
+        }
         self.peers
             .get_or_create(&label("role", "viewer"))
             .set(view.connected.viewers as i64);
@@ -136,7 +234,6 @@ impl Metrics {
             .set(view.connected.seeds as i64);
         self.swarms.set(view.swarms.len() as i64);
         let t = &view.totals;
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         for (src, v) in [
             ("peers", t.bytes_from_peers),
             ("http", t.bytes_from_http),

@@ -21,7 +21,7 @@ use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::{select_peers, Candidate, MatchRule};
 use swarm_proto::signal::{
     ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedCommand, SeedInfo,
-    ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
+    SeedReport, ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME, SEED_REPORT_STALE_MS,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -98,6 +98,8 @@ struct Peer {
     /// Peers it relayed signaling to or from, most recent last.
     contacts: VecDeque<String>,
     reports: HashMap<String, ReportEntry>,
+    /// A seed's latest own report, and when it came.
+    seed_report: Option<(SeedReport, Instant)>,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +180,8 @@ pub struct State {
     /// Seed commands sent and not answered yet, by id.
     commands: HashMap<u64, PendingCommand>,
     next_command: u64,
+    /// A seed silent for longer than this is shown stale.
+    seed_stale_ms: u64,
 }
 
 impl State {
@@ -210,6 +214,7 @@ impl State {
             conns: ConnTable::default(),
             commands: HashMap::new(),
             next_command: 1,
+            seed_stale_ms: SEED_REPORT_STALE_MS,
         }
     }
 
@@ -309,6 +314,11 @@ impl State {
         }
     }
 
+    /// How long a seed may go without a report before it is shown stale.
+    pub fn set_seed_stale_ms(&mut self, ms: u64) {
+        self.seed_stale_ms = ms;
+    }
+
     /// The STUN/TURN servers to hand out in `welcome` (checked by the caller).
     pub fn set_ice(&mut self, ice: IceConfig) {
         self.ice = ice;
@@ -365,6 +375,7 @@ impl State {
                 since: Instant::now(),
                 contacts: VecDeque::new(),
                 reports: HashMap::new(),
+                seed_report: None,
             },
         );
         let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.clone());
@@ -431,6 +442,23 @@ impl State {
                 }
             }
             ClientMsg::SeedUpdate { seed } => self.update_seed(me, seed, &mut out),
+            ClientMsg::SeedReport { report } => {
+                // Only the connection registered under a seed id with its
+                // credential (a viewer has no `seed`).
+                let peer = self.peers.get_mut(me).expect("checked above");
+                if peer.seed.is_some() {
+                    peer.seed_report = Some((report, now));
+                } else {
+                    tracing::info!(peer = %me, "seed report from a viewer refused");
+                    reply(
+                        &mut out,
+                        ServerMsg::error(
+                            ErrorCode::Protocol,
+                            "only a registered seed sends seed reports",
+                        ),
+                    );
+                }
+            }
             ClientMsg::Stopped { kick } => {
                 let matches = self.kicks.get(me).is_some_and(|k| k.id == kick);
                 if matches {
@@ -886,6 +914,12 @@ impl State {
                     contents: s.contents.len(),
                     capacity: s.capacity,
                     uptime_s: now.saturating_duration_since(p.since).as_secs(),
+                    report_age_ms: p
+                        .seed_report
+                        .as_ref()
+                        .map(|(_, at)| now.saturating_duration_since(*at).as_millis() as u64),
+                    stale: stale(p, now, self.seed_stale_ms),
+                    report: p.seed_report.as_ref().map(|(r, _)| r.clone()),
                 })
             })
             .collect();
@@ -1290,7 +1324,23 @@ pub struct AdminSeed {
     pub group: String,
     pub contents: usize,
     pub capacity: u32,
+    /// Seconds since this seed connection registered.
     pub uptime_s: u64,
+    /// Its latest own report (the seed's uptime, bytes in and out over
+    /// WebRTC and HTTP, viewers, channels and cache), `None` before the
+    /// first.
+    pub report: Option<SeedReport>,
+    /// Milliseconds since that report came.
+    pub report_age_ms: Option<u64>,
+    /// No report for [`SEED_REPORT_STALE_MS`] (none yet, after that long
+    /// connected): the seed may be hung.
+    pub stale: bool,
+}
+
+/// Whether a seed's reports stopped (or never came) for `stale_ms`.
+fn stale(p: &Peer, now: Instant, stale_ms: u64) -> bool {
+    let since = p.seed_report.as_ref().map_or(p.since, |(_, at)| *at);
+    now.saturating_duration_since(since).as_millis() as u64 > stale_ms
 }
 
 #[derive(Debug, Serialize)]

@@ -417,5 +417,6 @@ fn msg_name(m: &ClientMsg) -> &'static str {
         ClientMsg::ConnResult { .. } => "conn_result",
         ClientMsg::SeedCommandResult { .. } => "seed_command_result",
         ClientMsg::SeedUpdate { .. } => "seed_update",
+        ClientMsg::SeedReport { .. } => "seed_report",
     }
 }

@@ -230,6 +230,110 @@ pub enum ClientMsg {
     SeedUpdate {
         seed: SeedInfo,
     },
+    /// A registered seed's periodic statistics and health (every
+    /// [`SEED_REPORT_EVERY_MS`]); accepted only from the connection that
+    /// registered as a seed with its credential.
+    SeedReport {
+        report: SeedReport,
+    },
+}
+
+/// How often a seed sends [`ClientMsg::SeedReport`]; the signal server shows
+/// a seed whose last report is older than [`SEED_REPORT_STALE_MS`] as stale.
+pub const SEED_REPORT_EVERY_MS: u64 = 5_000;
+pub const SEED_REPORT_STALE_MS: u64 = 3 * SEED_REPORT_EVERY_MS;
+/// Bounds past which a [`SeedReport`] value is absurd and refused: a
+/// century of uptime, an exbibyte, a million viewers on one seed, a pebibyte
+/// of cache.
+pub const MAX_REPORT_UPTIME_S: u64 = 100 * 365 * 24 * 3600;
+pub const MAX_REPORT_BYTES: u64 = 1 << 60;
+pub const MAX_REPORT_VIEWERS: u32 = 1_000_000;
+pub const MAX_REPORT_CACHE_BYTES: u64 = 1 << 50;
+/// Most interrupted live channels named in one report.
+pub const MAX_REPORT_INTERRUPTED: usize = 16;
+
+/// What a seed reports about itself. Byte counters count since the seed
+/// started (they only grow; the seed's counters saturate).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedReport {
+    /// Seconds since the seed process started.
+    pub uptime_s: u64,
+    /// Data-channel bytes sent to viewers / received from them.
+    pub rtc_bytes_out: u64,
+    pub rtc_bytes_in: u64,
+    /// Response bytes sent by the HTTP origin / request bytes it received.
+    pub http_bytes_out: u64,
+    pub http_bytes_in: u64,
+    /// Viewer connections held over WebRTC now.
+    pub viewers: u32,
+    /// Contents served normally (VOD, running or starting live channels).
+    pub channels_ok: u32,
+    /// Live channels whose source is interrupted (ingest restarting).
+    pub channels_interrupted: u32,
+    /// Names of (some of) the interrupted channels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interrupted: Vec<String>,
+    /// Verified segments held in memory, and the configured bound.
+    pub cache_bytes: u64,
+    pub cache_max_bytes: u64,
+}
+
+impl SeedReport {
+    /// Refuses absurd values (a bug or a lie): each with what was wrong.
+    pub fn check(&self) -> Result<(), SignalError> {
+        let over = |field: &'static str, v: u64, max: u64| {
+            if v > max {
+                Err(SignalError::Absurd {
+                    field,
+                    value: v,
+                    max,
+                })
+            } else {
+                Ok(())
+            }
+        };
+        over("report.uptime_s", self.uptime_s, MAX_REPORT_UPTIME_S)?;
+        over("report.rtc_bytes_out", self.rtc_bytes_out, MAX_REPORT_BYTES)?;
+        over("report.rtc_bytes_in", self.rtc_bytes_in, MAX_REPORT_BYTES)?;
+        over(
+            "report.http_bytes_out",
+            self.http_bytes_out,
+            MAX_REPORT_BYTES,
+        )?;
+        over("report.http_bytes_in", self.http_bytes_in, MAX_REPORT_BYTES)?;
+        over(
+            "report.viewers",
+            u64::from(self.viewers),
+            u64::from(MAX_REPORT_VIEWERS),
+        )?;
+        over(
+            "report.channels_ok + channels_interrupted",
+            u64::from(self.channels_ok) + u64::from(self.channels_interrupted),
+            MAX_SEED_CONTENTS as u64,
+        )?;
+        over(
+            "report.cache_bytes",
+            self.cache_bytes,
+            MAX_REPORT_CACHE_BYTES,
+        )?;
+        over(
+            "report.cache_max_bytes",
+            self.cache_max_bytes,
+            MAX_REPORT_CACHE_BYTES,
+        )?;
+        if self.interrupted.len() > MAX_REPORT_INTERRUPTED
+            || self.interrupted.len() > self.channels_interrupted as usize
+        {
+            return Err(SignalError::BadField {
+                field: "report.interrupted (count, at most channels_interrupted)",
+                max: MAX_REPORT_INTERRUPTED,
+            });
+        }
+        for c in &self.interrupted {
+            check_name("report.interrupted", c)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the operator asks a seed to do ([`ServerMsg::SeedCommand`]). The
@@ -422,6 +526,12 @@ pub enum SignalError {
     Malformed(String),
     #[error("field {field} is empty or longer than {max} characters")]
     BadField { field: &'static str, max: usize },
+    #[error("field {field} is {value}, over the most believable value {max}")]
+    Absurd {
+        field: &'static str,
+        value: u64,
+        max: u64,
+    },
 }
 
 impl SignalError {
@@ -559,6 +669,7 @@ impl ClientMsg {
                 }
             }
             ClientMsg::SeedUpdate { seed } => seed.check()?,
+            ClientMsg::SeedReport { report } => report.check()?,
             ClientMsg::Heartbeat | ClientMsg::Stopped { .. } => {}
         }
         Ok(msg)
@@ -753,6 +864,91 @@ mod tests {
         }
         .check()
         .is_err());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn seed_reports_round_trip_and_absurd_values_are_refused() {
+        let ok = SeedReport {
+            uptime_s: 12,
+            rtc_bytes_out: 1 << 30,
+            rtc_bytes_in: 4096,
+            http_bytes_out: 5 << 20,
+            http_bytes_in: 900,
+            viewers: 3,
+            channels_ok: 2,
+            channels_interrupted: 1,
+            interrupted: vec!["news".into()],
+            cache_bytes: 8 << 20,
+            cache_max_bytes: 256 << 20,
+        };
+        let m = ClientMsg::SeedReport { report: ok.clone() };
+        assert_eq!(ClientMsg::decode(&m.encode()).unwrap(), m);
+        let bad = [
+            (
+                SeedReport {
+                    uptime_s: MAX_REPORT_UPTIME_S + 1,
+                    ..ok.clone()
+                },
+                "uptime_s",
+            ),
+            (
+                SeedReport {
+                    rtc_bytes_out: u64::MAX,
+                    ..ok.clone()
+                },
+                "rtc_bytes_out",
+            ),
+            (
+                SeedReport {
+                    http_bytes_in: MAX_REPORT_BYTES + 1,
+                    ..ok.clone()
+                },
+                "http_bytes_in",
+            ),
+            (
+                SeedReport {
+                    viewers: u32::MAX,
+                    ..ok.clone()
+                },
+                "viewers",
+            ),
+            (
+                SeedReport {
+                    channels_ok: u32::MAX,
+                    channels_interrupted: u32::MAX,
+                    ..ok.clone()
+                },
+                "channels_ok",
+            ),
+            (
+                SeedReport {
+                    cache_bytes: u64::MAX,
+                    ..ok.clone()
+                },
+                "cache_bytes",
+            ),
+            (
+                SeedReport {
+                    interrupted: vec!["a".into(); 2],
+                    ..ok.clone()
+                },
+                "interrupted",
+            ),
+            (
+                SeedReport {
+                    interrupted: vec![String::new()],
+                    ..ok.clone()
+                },
+                "interrupted",
+            ),
+        ];
+        for (r, field) in bad {
+            let e = ClientMsg::decode(&ClientMsg::SeedReport { report: r }.encode()).unwrap_err();
+            assert!(e.to_string().contains(field), "{e}");
+            assert_eq!(e.code(), ErrorCode::BadMessage);
+        }
+        // Negative or non-integer values do not parse at all.
+        assert!(ClientMsg::decode(r#"{"type":"seed_report","report":{"uptime_s":-1}}"#).is_err());
     }
 
     #[wasm_bindgen_test(unsupported = test)]

@@ -145,7 +145,18 @@
           cell(tr, "").appendChild(b);
         });
         fill("seeds", seeds, function (tr, s) {
-          [s.seed_id, s.http_base, s.addr, s.group, s.contents, s.capacity, s.uptime_s + " s"].forEach(function (x) { cell(tr, x); });
+          var r = s.report;
+          var health = !r ? "no report yet" : r.channels_ok + " ok, " + r.channels_interrupted + " interrupted" +
+            (r.interrupted && r.interrupted.length ? " (" + r.interrupted.join(", ") + ")" : "") +
+            "; cache " + mb(r.cache_bytes) + " of " + mb(r.cache_max_bytes);
+          [s.seed_id, s.http_base, s.addr, s.group, s.contents, s.capacity,
+            (r ? r.uptime_s : s.uptime_s) + " s",
+            r ? r.viewers : "",
+            r ? mb(r.rtc_bytes_out) + " / " + mb(r.http_bytes_out) : "",
+            r ? mb(r.rtc_bytes_in) + " / " + mb(r.http_bytes_in) : "",
+            health,
+            s.stale ? "STALE" : "reporting"].forEach(function (x) { cell(tr, x); });
+          if (s.stale) tr.className = "stale";
         });
         var ol = $("events");
         ol.textContent = "";

@@ -256,6 +256,14 @@ impl SwarmHub {
         &self.stats
     }
 
+    /// Bytes of verified segments the swarms' engines hold in memory now.
+    pub fn cache_bytes(&self) -> u64 {
+        let swarms: Vec<Arc<Swarm>> = self.swarms().values().cloned().collect();
+        (swarms.iter())
+            .map(|s| s.engine_tables().stored_bytes as u64)
+            .fold(0u64, u64::saturating_add)
+    }
+
     pub fn config(&self) -> &HubConfig {
         &self.cfg
     }

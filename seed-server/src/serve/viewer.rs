@@ -156,6 +156,7 @@ impl ViewerTask {
         let sender = conn.sender.clone();
         let send_end = end.clone();
         let activity = slot.activity();
+        let stats_in = stats.clone();
         let send_task = tokio::spawn(async move {
             while let Some(data) = rx.recv().await {
                 let len = data.len();
@@ -199,6 +200,7 @@ impl ViewerTask {
                     }
                     Some(RtcEvent::Open) => {}
                     Some(RtcEvent::Message(data)) => {
+                        stats_in.rtc_bytes_in.fetch_add(data.len() as u64, Relaxed);
                         if opened {
                             swarm.on_data(key, &data);
                         }

@@ -22,16 +22,31 @@ impl SeedLink {
         self.to_seed.send(m.encode()).unwrap();
     }
 
-    /// Next message from the seed that is not a heartbeat.
+    /// Next message from the seed that is not a heartbeat or a periodic
+    /// report.
     pub async fn recv(&mut self) -> ClientMsg {
         loop {
-            let text = timeout(STEP, self.from_seed.recv())
-                .await
-                .expect("seed said nothing")
-                .expect("seed link closed");
-            let m = ClientMsg::decode(&text).expect("seed sends valid messages");
-            if m != ClientMsg::Heartbeat {
+            let m = self.recv_any().await;
+            if m != ClientMsg::Heartbeat && !matches!(m, ClientMsg::SeedReport { .. }) {
                 return m;
+            }
+        }
+    }
+
+    /// Next message from the seed, whatever it is.
+    pub async fn recv_any(&mut self) -> ClientMsg {
+        let text = timeout(STEP, self.from_seed.recv())
+            .await
+            .expect("seed said nothing")
+            .expect("seed link closed");
+        ClientMsg::decode(&text).expect("seed sends valid messages")
+    }
+
+    /// The seed's next periodic report (other messages skipped).
+    pub async fn next_report(&mut self) -> swarm_proto::signal::SeedReport {
+        loop {
+            if let ClientMsg::SeedReport { report } = self.recv_any().await {
+                return report;
             }
         }
     }
