@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the viewer (crate shoal-peer) for the browser into web-demo/pkg,
-# twice (on demand only, and with live channels):
+# twice (on demand only, and live only):
 # cargo build for wasm32 with the size profile `wasm` (Cargo.toml),
 # wasm-bindgen --target web without the name section, wasm-opt -Oz
 # (binaryen, installed by setup.sh), the lead's JS
@@ -11,8 +11,9 @@ cd "$ROOT"
 out=web-demo/pkg
 wasm="${CARGO_TARGET_DIR:-target}"/wasm32-unknown-unknown/wasm/shoal_peer.wasm
 
-# Two bundles: shoal_peer (videos on demand) and shoal_peer_live (with the
-# live engine, feature `live`); shoal.js loads the one a page's src needs.
+# Two bundles: shoal_peer (videos on demand) and shoal_peer_live (live
+# channels only: feature `live` without the default `vod`, so the on-demand
+# engine is left out); shoal.js loads the one a page's src needs.
 command -v wasm-opt >/dev/null 2>&1 || die "wasm-opt is missing: run scripts/setup.sh (Debian package binaryen)"
 mkdir -p "$out"
 build_bundle() {
@@ -35,7 +36,7 @@ build_bundle() {
     --out-dir "$out" --out-name "$name" "$opt"
 }
 build_bundle shoal_peer
-build_bundle shoal_peer_live --features live
+build_bundle shoal_peer_live --no-default-features --features live
 
 for f in shoal.js shoal.d.ts; do
   if [ -f "peer-wasm/js/$f" ]; then

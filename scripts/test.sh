@@ -66,9 +66,9 @@ wasm_browser_tests() {  # PACKAGE DIR [cargo flags, e.g. --features live]
     "${NETNS[@]}" cargo test -p "$pkg" --target wasm32-unknown-unknown "$@" --offline
 }
 wasm_browser_tests swarm-proto swarm-proto
-# The player in both builds: on demand only, and with live channels.
+# The player in both shipped builds: on demand only, and live only.
 wasm_browser_tests shoal-peer peer-wasm
-wasm_browser_tests shoal-peer peer-wasm --features live
+wasm_browser_tests shoal-peer peer-wasm --no-default-features --features live
 
 step "wasm bundle"
 bash scripts/build-wasm.sh

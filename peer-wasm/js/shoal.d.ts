@@ -9,7 +9,7 @@ export interface ShoalOptions {
   token?: string;
   /** Live: the latency to hold behind the encoder, in ms (default 2000; at least a segment plus 800 ms is kept whatever is asked). */
   liveLatencyMs?: number;
-  /** Load the build with live channels; by default it is loaded when `src` ends in `/live.json`. */
+  /** Load the live build (live channels only); by default it is loaded when `src` ends in `/live.json`. */
   live?: boolean;
   /** Log peer events to the console. */
   debug?: boolean;
@@ -140,7 +140,7 @@ export interface ShoalPlayer {
 }
 
 export interface ShoalApi {
-  /** Loads the Wasm peer: the build with live channels when `live` is true. */
+  /** Loads the Wasm peer: the live build (live channels only) when `live` is true, else the on-demand build. */
   ready(live?: boolean): Promise<unknown>;
   attach(video: HTMLVideoElement, options: ShoalOptions): Promise<ShoalPlayer>;
 }

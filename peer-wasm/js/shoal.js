@@ -6,8 +6,8 @@
   "use strict";
   var script = document.currentScript;
   var base = new URL(".", script ? script.src : location.href).href;
-  // Two builds of the peer: videos on demand only (the smaller), and with
-  // live channels. Each is fetched and compiled once, when first needed.
+  // Two builds of the peer, one engine each: videos on demand, and live
+  // channels. Each is fetched and compiled once, when first needed.
   var ready = {};
   function load(live) {
     var name = live ? "shoal_peer_live" : "shoal_peer";
@@ -59,7 +59,7 @@
   }
 
   var Shoal = {
-    /** Loads the Wasm peer (done automatically by attach); `live` picks the build with live channels. */
+    /** Loads the Wasm peer (done automatically by attach); `live` picks the live build (live channels only) over the on-demand one. */
     ready: function (live) { return load(!!live); },
     /** Plays `options.src` (a Shoal manifest URL) in `video`, peer to peer. */
     attach: function (video, options) { return begin(video, options); },

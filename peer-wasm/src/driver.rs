@@ -727,6 +727,7 @@ impl Driver {
                 crate::fetch::fetch_text(&url, &signal, crate::fetch::MAX_MANIFEST_BYTES).await;
             let (recent, interrupted) = match text.map(|t| crate::json::any_manifest(&t)) {
                 Ok(Ok(crate::json::AnyManifest::Live(m))) => (m.recent, m.interrupted),
+                #[cfg(feature = "vod")]
                 Ok(Ok(_)) => {
                     log(&format!("{url} is no longer a live manifest"));
                     (Vec::new(), None)

@@ -288,6 +288,8 @@ fn read_manifest(text: &str) -> Result<ManifestParts, String> {
 
 /// A manifest of either kind: a live channel's has a `channel` field.
 pub enum AnyManifest {
+    /// Read only by the builds with videos on demand (feature `vod`).
+    #[cfg(feature = "vod")]
     Vod(Manifest),
     /// Read only by the build with live channels (feature `live`).
     #[cfg(feature = "live")]
@@ -296,11 +298,16 @@ pub enum AnyManifest {
 
 pub fn any_manifest(text: &str) -> Result<AnyManifest, String> {
     let o = Obj::parse(text)?;
+    #[cfg(feature = "vod")]
     if o.opt("channel").is_none() {
         let m = read_manifest_obj(&o)?
             .validate()
             .map_err(|e| e.to_string())?;
         return Ok(AnyManifest::Vod(m));
+    }
+    #[cfg(not(feature = "vod"))]
+    if o.opt("channel").is_none() {
+        return Err("a video on demand's manifest: this build of the player plays live channels only; shoal.js loads the on-demand build for a src that does not end in /live.json (or pass live: false)".into());
     }
     #[cfg(not(feature = "live"))]
     return Err("a live channel's manifest: this build of the player plays videos on demand only; shoal.js loads the live build for a src ending in /live.json (or pass live: true)".into());

@@ -21,6 +21,7 @@ use crate::{err_str, now_ms};
 use js_sys::{Array, Promise, Reflect};
 use std::rc::Rc;
 use std::sync::Arc;
+#[cfg(feature = "vod")]
 use swarm_proto::engine::{Config, Engine};
 #[cfg(feature = "live")]
 use swarm_proto::live::{LiveConfig, LiveEngine};
@@ -276,9 +277,10 @@ async fn run_start(
     let manifest = crate::json::any_manifest(&text)
         .map_err(|e| format!("Shoal: bad manifest {}: {e}", opts.src))?;
     let (mime, swarm, dir, duration_ms) = match &manifest {
+        #[cfg(feature = "vod")]
         AnyManifest::Vod(m) => (m.mime(), m.content_id(), "vod", Some(m.duration_ms())),
         #[cfg(feature = "live")]
-        AnyManifest::Live(m) => (m.mime.as_str(), m.channel.as_str(), "live", None),
+        AnyManifest::Live(m) => (m.mime.as_str(), m.channel.as_str(), "live", None::<u64>),
     };
     if !MediaSource::is_type_supported(mime) {
         return Err(format!("Shoal: this browser cannot play {mime}").into());
@@ -305,6 +307,7 @@ async fn run_start(
     let weak = Rc::downgrade(shared);
     let media = Media::new(at, sb, &weak)?;
     let (engine, live_key) = match manifest {
+        #[cfg(feature = "vod")]
         AnyManifest::Vod(m) => (
             AnyEngine::Vod(Engine::new(Arc::new(m), Config::default())),
             None,

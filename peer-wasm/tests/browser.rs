@@ -6,8 +6,9 @@
 
 use js_sys::{Array, Promise, Reflect};
 use shoal_peer::Player;
-use swarm_proto::manifest::{sha256_hex, SegmentEntry, MANIFEST_VERSION};
-use swarm_proto::ManifestParts;
+use swarm_proto::manifest::{sha256_hex, SegmentEntry};
+#[cfg(feature = "vod")]
+use swarm_proto::{manifest::MANIFEST_VERSION, ManifestParts};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -43,8 +44,63 @@ fn get(o: &JsValue, k: &str) -> JsValue {
 
 /// A valid manifest (one segment of a codec Chromium plays) as a blob: URL.
 /// Its segments cannot be fetched (a blob: URL is no base for them), which
-/// the player must survive.
+/// the player must survive. The live-only build (no feature `vod`) gets a
+/// live channel's manifest instead, the only kind it plays.
 fn manifest_url() -> String {
+    blob_url(&manifest_json())
+}
+
+/// `stats().segments` of that manifest: a video's segment count, 0 for a
+/// live channel.
+#[cfg(feature = "vod")]
+const SEGMENTS: f64 = 1.0;
+#[cfg(not(feature = "vod"))]
+const SEGMENTS: f64 = 0.0;
+
+fn blob_url(json: &str) -> String {
+    let bag = web_sys::BlobPropertyBag::new();
+    bag.set_type("application/json");
+    let blob =
+        web_sys::Blob::new_with_str_sequence_and_options(&Array::of1(&json.into()), &bag).unwrap();
+    web_sys::Url::create_object_url_with_blob(&blob).unwrap()
+}
+
+#[cfg(not(feature = "vod"))]
+fn manifest_json() -> String {
+    use swarm_proto::live::{LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION};
+    let seg = vec![7u8; 1000];
+    LiveManifest {
+        version: LIVE_MANIFEST_VERSION,
+        channel: "lifecycle-test".into(),
+        title: "test".into(),
+        mime: "video/mp4; codecs=\"avc1.64001e\"".into(),
+        piece_size: 16 * 1024,
+        segment_ms: 1000,
+        playlist: "index.m3u8".into(),
+        init: SegmentEntry {
+            uri: "init.mp4".into(),
+            size: seg.len() as u64,
+            sha256: sha256_hex(&seg),
+            duration_ms: 0,
+        },
+        init_sig: [0x5a; 64],
+        public_key: [0x11; 32],
+        recent: vec![LiveMeta {
+            seq: 1,
+            start_ms: 0,
+            duration_ms: 1000,
+            capture_ms: 1_796_588_053_814,
+            size: 1000,
+            sha256: [7; 32],
+            sig: [0xab; 64],
+        }],
+        interrupted: None,
+    }
+    .to_json()
+}
+
+#[cfg(feature = "vod")]
+fn manifest_json() -> String {
     let seg = vec![7u8; 1000];
     let entry = |uri: &str, duration_ms| SegmentEntry {
         uri: uri.into(),
@@ -64,12 +120,7 @@ fn manifest_url() -> String {
     }
     .validate()
     .unwrap();
-    let bag = web_sys::BlobPropertyBag::new();
-    bag.set_type("application/json");
-    let blob =
-        web_sys::Blob::new_with_str_sequence_and_options(&Array::of1(&m.to_json().into()), &bag)
-            .unwrap();
-    web_sys::Url::create_object_url_with_blob(&blob).unwrap()
+    m.to_json()
 }
 
 fn player(v: &web_sys::HtmlVideoElement) -> Player {
@@ -279,7 +330,7 @@ async fn a_running_player_survives_unreachable_servers_and_stops_on_destroy() {
     let s = p.stats();
     assert_eq!(get(&s, "state").as_string().unwrap(), "running");
     assert!(get(&s, "error").is_null(), "{:?}", get(&s, "error"));
-    assert_eq!(get(&s, "segments").as_f64(), Some(1.0));
+    assert_eq!(get(&s, "segments").as_f64(), Some(SEGMENTS));
     assert_eq!(get(&s, "peerConnections").as_f64(), Some(0.0));
     assert_eq!(get(&s, "signalConnected").as_bool(), Some(false));
     assert!(get(&s, "tables").is_object());
@@ -294,7 +345,7 @@ async fn a_running_player_survives_unreachable_servers_and_stops_on_destroy() {
     assert_eq!(get(&s, "state").as_string().unwrap(), "destroyed");
     assert_eq!(
         get(&s, "segments").as_f64(),
-        Some(1.0),
+        Some(SEGMENTS),
         "the last figures are kept"
     );
     assert!(!v.has_attribute("src"));

@@ -285,6 +285,7 @@ fn a_live_manifest_reads_as_serde_wrote_it_and_bad_ones_are_refused() {
     let text = m.to_json();
     match any_manifest(&text) {
         Ok(AnyManifest::Live(ours)) => assert_eq!(ours, m),
+        #[cfg(feature = "vod")]
         Ok(AnyManifest::Vod(_)) => panic!("a live manifest read as on demand"),
         Err(e) => panic!("{e}: {text}"),
     }
@@ -308,11 +309,24 @@ fn a_live_manifest_reads_as_serde_wrote_it_and_bad_ones_are_refused() {
         assert!(any_manifest(&t).is_err(), "ours accepts {t}");
         assert!(LiveManifest::from_json(&t).is_err(), "serde accepts {t}");
     }
-    // An on-demand manifest is still one.
+    // An on-demand manifest is still one (in the build that plays them).
+    #[cfg(feature = "vod")]
     assert!(matches!(
         any_manifest(&manifest().to_json()),
         Ok(AnyManifest::Vod(_))
     ));
+}
+
+/// The live-only build (the shipped live bundle) says which build plays a
+/// video on demand.
+#[cfg(all(feature = "live", not(feature = "vod")))]
+#[wasm_bindgen_test]
+fn the_live_build_refuses_an_on_demand_manifest_and_names_the_on_demand_build() {
+    let e = match shoal_peer::json::any_manifest(&manifest().to_json()) {
+        Err(e) => e,
+        Ok(_) => panic!("the live-only build read an on-demand manifest"),
+    };
+    assert!(e.contains("on-demand build"), "{e}");
 }
 
 /// The on-demand build says which build plays a live channel.

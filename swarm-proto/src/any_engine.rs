@@ -2,12 +2,16 @@
 //! demand and a live channel (the browser peer, the seed): the same
 //! [`Input`]s and [`Output`]s, and the few questions a driver asks.
 
-use crate::engine::{Engine, Input, Output, Resource, Stats, Tables};
+#[cfg(feature = "vod-engine")]
+use crate::engine::Engine;
+use crate::engine::{Input, Output, Resource, Stats, Tables};
 #[cfg(feature = "live-engine")]
 use crate::live::{LiveEngine, MAX_LIVE_SEGMENT_BYTES};
 use crate::Millis;
 
 pub enum AnyEngine {
+    /// Only with the `vod-engine` feature.
+    #[cfg(feature = "vod-engine")]
     Vod(Engine),
     /// Only with the `live-engine` feature.
     #[cfg(feature = "live-engine")]
@@ -17,6 +21,7 @@ pub enum AnyEngine {
 impl AnyEngine {
     pub fn handle_input(&mut self, now: Millis, input: Input<'_>) {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.handle_input(now, input),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.handle_input(now, input),
@@ -25,6 +30,7 @@ impl AnyEngine {
 
     pub fn poll_output(&mut self) -> Option<Output> {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.poll_output(),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.poll_output(),
@@ -33,6 +39,7 @@ impl AnyEngine {
 
     pub fn poll_timeout(&self) -> Option<Millis> {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.poll_timeout(),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.poll_timeout(),
@@ -41,6 +48,7 @@ impl AnyEngine {
 
     pub fn stats(&self) -> Stats {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.stats(),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.stats(),
@@ -49,6 +57,7 @@ impl AnyEngine {
 
     pub fn tables(&self) -> Tables {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.tables(),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.tables(),
@@ -57,6 +66,7 @@ impl AnyEngine {
 
     pub fn is_banned(&self, remote_id: &str) -> bool {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.is_banned(remote_id),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.is_banned(remote_id),
@@ -65,6 +75,7 @@ impl AnyEngine {
 
     pub fn max_peers(&self) -> usize {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.config().max_peers,
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.config().max_peers,
@@ -73,6 +84,7 @@ impl AnyEngine {
 
     pub fn count_startup_from(&mut self, at: Millis) {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.count_startup_from(at),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => e.count_startup_from(at),
@@ -83,6 +95,7 @@ impl AnyEngine {
     /// channel.
     pub fn swarm(&self) -> &str {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => e.manifest().content_id(),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(e) => &e.manifest().channel,
@@ -93,6 +106,7 @@ impl AnyEngine {
     /// bytes it may have.
     pub fn fetch_target(&self, res: Resource) -> (String, u64) {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => {
                 let m = e.manifest();
                 let entry = match res {
@@ -109,6 +123,7 @@ impl AnyEngine {
     /// Segments of a video on demand (`None` for a live channel).
     pub fn segment_count(&self) -> Option<u32> {
         match self {
+            #[cfg(feature = "vod-engine")]
             AnyEngine::Vod(e) => Some(e.manifest().segment_count()),
             #[cfg(feature = "live-engine")]
             AnyEngine::Live(_) => None,

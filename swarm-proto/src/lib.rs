@@ -18,6 +18,9 @@
 //!
 //! No function here reads a clock, touches a socket or uses a global RNG.
 
+/// Needs an engine feature (`vod-engine`, `live-engine`): the browser's
+/// live-only bundle leaves the on-demand engine out.
+#[cfg(any(feature = "vod-engine", feature = "live-engine"))]
 pub mod any_engine;
 pub mod auth;
 pub mod bitfield;
@@ -30,6 +33,7 @@ pub mod signal;
 pub mod sim;
 pub mod wire;
 
+#[cfg(any(feature = "vod-engine", feature = "live-engine"))]
 pub use any_engine::AnyEngine;
 pub use bitfield::Bitfield;
 pub use engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource, Stats};

@@ -16,5 +16,5 @@ const { figures, perViewer, errors, consoleErrors } = await runLive({
 for (const e of [...errors, ...consoleErrors.slice(-20)]) process.stderr.write(`${e}\n`);
 process.stderr.write(`figures: ${JSON.stringify(figures)}\nviewers: ${JSON.stringify(perViewer)}\n`);
 const keys = ['viewers', 'segment_s', 'p2p_share', 'seed_egress_copies', 'latency_ms_median', 'latency_ms_max',
-  'startup_ms_median', 'stalls', 'stalled_ms'];
+  'startup_ms_median', 'stalls', 'stalled_ms', 'bundle_gz_bytes'];
 process.stdout.write(JSON.stringify(Object.fromEntries(keys.map((k) => [k, figures[k]]))) + '\n');

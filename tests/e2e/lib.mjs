@@ -98,6 +98,17 @@ export function gzipSize(file) {
   return zlib.gzipSync(readFileSync(file), { level: 9 }).length;
 }
 
+/**
+ * Gzipped size (-9) of a player bundle as a page loads it: the Wasm, its
+ * wasm-bindgen glue and the shoal.js loader. `name` is shoal_peer (on
+ * demand) or shoal_peer_live (live channels).
+ */
+export function bundleGzBytes(name = 'shoal_peer') {
+  return [`${name}_bg.wasm`, `${name}.js`, 'shoal.js']
+    .map((f) => gzipSize(path.join(PKG_DIR, f)))
+    .reduce((a, b) => a + b, 0);
+}
+
 /** A fresh temporary directory (under $TMPDIR, which `npm test` makes per run). */
 export function tempDir(prefix = 'shoal-') {
   return mkdtemp(path.join(os.tmpdir(), prefix));

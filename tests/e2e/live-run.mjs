@@ -10,7 +10,7 @@
 import path from 'node:path';
 import {
   ROOT, startServers, launchBrowser, fetchJson, sleep, waitFor, withTimeout,
-  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates,
+  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates, bundleGzBytes,
 } from './lib.mjs';
 
 const SAMPLE_MS = 500;
@@ -207,6 +207,7 @@ export async function runLive({
       stalled_ms: sum('stalled_ms'),
       signatures_verified: sum('signatures_verified'),
       verify_failures: sum('verify_failures'),
+      bundle_gz_bytes: bundleGzBytes('shoal_peer_live'),
     };
     for (const v of perViewer) delete v.latencies;
     return { figures, perViewer, errors, consoleErrors, seedStats: seedAfter, servers };

@@ -7,8 +7,8 @@
 
 import path from 'node:path';
 import {
-  ROOT, PKG_DIR, startServers, launchBrowser, listVods, fetchJson, fetchBytes, sleep, waitFor,
-  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates, gzipSize,
+  ROOT, startServers, launchBrowser, listVods, fetchJson, fetchBytes, sleep, waitFor,
+  assertIsolatedNetns, assertLoopbackCandidates, recordCandidates, bundleGzBytes,
 } from './lib.mjs';
 
 /** Bytes of the segments covering the first `watchMs` of a manifest. */
@@ -87,7 +87,6 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, log = () => {
     const fromPeers = stats.reduce((a, s) => a + (s.bytesFromPeers || 0), 0);
     const copy = copyBytes(manifest, watchS * 1000);
     const startups = stats.map((s) => s.startupMs).filter((x) => x != null);
-    const wasm = path.join(PKG_DIR, 'shoal_peer_bg.wasm');
     const figures = {
       viewers,
       watch_s: watchS,
@@ -99,7 +98,7 @@ export async function runVod({ viewers = 4, watchS = 60, gapS = 3, log = () => {
       stalled_ms: Math.round(stats.reduce((a, s) => a + (s.stalledMs || 0), 0)),
       // Wasm linear memory never shrinks, so the figure at leave is the peak.
       wasm_memory_mb_max: +(Math.max(0, ...stats.map((s) => s.wasmMemoryBytes || 0)) / (1 << 20)).toFixed(1),
-      bundle_gz_bytes: gzipSize(wasm) + gzipSize(path.join(PKG_DIR, 'shoal_peer.js')) + gzipSize(path.join(PKG_DIR, 'shoal.js')),
+      bundle_gz_bytes: bundleGzBytes('shoal_peer'),
     };
     return { figures, perViewer: stats, manifest, seedStats, candidates, errors, servers };
   } catch (e) {
