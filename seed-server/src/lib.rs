@@ -5,6 +5,7 @@
 pub mod control;
 pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod package;
 pub mod report;
 pub mod rtc;

@@ -10,6 +10,7 @@ use shoal_seed::http::{router, HttpState};
 use shoal_seed::live::channel::{self as live_channel, LiveChannels, LiveSettings};
 use shoal_seed::live::ingest::{ChannelConfig, SourceSpec};
 use shoal_seed::package::{package_all, LibraryError};
+use shoal_seed::report::Reporter;
 use shoal_seed::rtc::{RtcConfig, RtcHost};
 use shoal_seed::serve::{HubConfig, SwarmHub};
 use shoal_seed::signaling::{self, SignalingConfig};
@@ -123,6 +124,15 @@ struct Args {
     /// firewall can be opened for exactly them (default: any port).
     #[arg(long, value_name = "MIN-MAX", value_parser = RtcConfig::parse_port_range)]
     udp_ports: Option<(u16, u16)>,
+    /// Credential a Prometheus scraper presents to `GET /metrics`
+    /// (`Authorization: Bearer <key>`); without it `/metrics` is off (403).
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "SHOAL_SEED_METRICS_KEY",
+        hide_env_values = true
+    )]
+    metrics_key: Option<String>,
 }
 
 /// Splits `NAME=SOURCE`.
@@ -245,7 +255,7 @@ async fn main() -> ExitCode {
     };
 
     let stats = Arc::new(SeedStats::default());
-    let mut hub = args.signal.as_ref().map(|_| {
+    let hub = args.signal.as_ref().map(|_| {
         let hub_cfg = HubConfig {
             max_conns_per_peer: args.max_conns_per_peer.max(1),
             handshake_timeout: std::time::Duration::from_millis(args.handshake_timeout_ms.max(1)),
@@ -254,7 +264,7 @@ async fn main() -> ExitCode {
                 .unwrap_or(usize::MAX),
             ..HubConfig::new(args.capacity)
         };
-        SwarmHub::new(&library, stats.clone(), hub_cfg)
+        Arc::new(SwarmHub::new(&library, stats.clone(), hub_cfg))
     });
 
     let mut live = HashMap::new();
@@ -279,7 +289,7 @@ async fn main() -> ExitCode {
             push_copies: args.live_push_copies,
             ..LiveConfig::default()
         };
-        let swarm = hub.as_mut().map(|h| h.add_live(&name, live_cfg));
+        let swarm = hub.as_ref().map(|h| h.add_live(&name, live_cfg));
         let key_dir = args
             .live_keys
             .clone()
@@ -312,13 +322,31 @@ async fn main() -> ExitCode {
 
     let live = LiveChannels::new(live);
     let added_vods: shoal_seed::http::AddedVods = Default::default();
+    let mut reporter = Reporter::new(stats.clone()).with_live(live.clone());
+    reporter = match &hub {
+        Some(h) => reporter.with_hub(h.clone()),
+        None => {
+            let (library, added) = (library.clone(), added_vods.clone());
+            reporter.with_http_contents(move || {
+                library.published.len() + added.read().map_or(0, |a| a.len())
+            })
+        }
+    };
+    if args.metrics_key.as_deref().is_some_and(str::is_empty) {
+        eprintln!("error: --metrics-key is empty");
+        return ExitCode::from(2);
+    }
     let app = router(HttpState {
         added: added_vods.clone(),
         library: library.clone(),
         stats: stats.clone(),
         capacity: args.capacity,
     })
-    .merge(live_channel::router(live.clone(), stats.clone()));
+    .merge(live_channel::router(live.clone(), stats.clone()))
+    .merge(shoal_seed::metrics::router(
+        reporter.clone(),
+        args.metrics_key.clone(),
+    ));
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
@@ -333,7 +361,6 @@ async fn main() -> ExitCode {
     info!(%local, %public_url, contents = library.published.len(), failed = library.failed.len(), live = live_info.len(), "HTTP origin listening");
 
     if let (Some(url), Some(hub)) = (args.signal.clone(), hub) {
-        let hub = Arc::new(hub);
         hub.spawn_timers();
         let seed_id = args.seed_id.clone().unwrap_or_else(random_seed_id);
         let token = match (&args.signal_token, &args.seed_key) {
@@ -384,11 +411,13 @@ async fn main() -> ExitCode {
             seed.clone(),
         )
         .with_vod(args.cache.clone(), added_vods);
-        tokio::spawn(signaling::run_with_control(
+        tokio::spawn(signaling::run_reporting(
             SignalingConfig { url, seed, token },
             hub,
             host,
             Some(Arc::new(control)),
+            reporter,
+            std::time::Duration::from_millis(swarm_proto::signal::SEED_REPORT_EVERY_MS),
         ));
     } else {
         info!("no --signal given: serving over HTTP only");
