@@ -276,6 +276,7 @@ impl Driver {
                 swarm,
                 peers,
                 seeds,
+                manifest,
             } if swarm == cid => {
                 if let Some(key) = self.live_key {
                     let theirs = seeds
@@ -305,11 +306,14 @@ impl Driver {
                     .count()
                     .min(self.engine.max_peers());
                 self.input(Input::Joined { viewers });
+                // The page's `src` stays the manifest played; the tracker's
+                // address is only logged (it names the same channel at a seed).
                 self.debug(|| {
                     format!(
-                        "joined with {} peers and {} HTTP origins",
+                        "joined with {} peers and {} HTTP origins (manifest at {})",
                         peers.len(),
-                        self.origins.len()
+                        self.origins.len(),
+                        manifest.as_deref().unwrap_or("no seed")
                     )
                 });
                 // Peers keep their channels across a signal reconnect but come

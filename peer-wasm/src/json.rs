@@ -182,6 +182,7 @@ fn read_server_msg(text: &str) -> Result<ServerMsg, String> {
             swarm: o.str("swarm")?,
             peers: o.objs("peers", peer_info)?,
             seeds: o.objs("seeds", seed_info)?,
+            manifest: o.opt_str("manifest")?,
         },
         "peers" => ServerMsg::Peers {
             swarm: o.str("swarm")?,

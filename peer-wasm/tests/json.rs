@@ -60,11 +60,13 @@ fn every_server_msg() -> Vec<ServerMsg> {
             swarm: "s".into(),
             peers: vec![peer("p1", false), peer("seed", true)],
             seeds: vec![seed],
+            manifest: Some("http://127.0.0.1:8081/vod/s/manifest.json".into()),
         },
         ServerMsg::Joined {
             swarm: "s".into(),
             peers: vec![],
             seeds: vec![],
+            manifest: None,
         },
         ServerMsg::Peers {
             swarm: "s".into(),

@@ -20,8 +20,8 @@ use serde::Serialize;
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::matching::{select_peers, Candidate, MatchRule};
 use swarm_proto::signal::{
-    ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedCommand, SeedInfo,
-    SeedReport, ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME, SEED_REPORT_STALE_MS,
+    manifest_url, ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedCommand,
+    SeedInfo, SeedReport, ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME, SEED_REPORT_STALE_MS,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -518,6 +518,7 @@ impl State {
                     self.add_member(me, &swarm);
                     let peers = self.pick_peers(me, &swarm);
                     let seeds = self.seeds_of(&swarm);
+                    let manifest = seeds.first().map(|s| manifest_url(s, &swarm));
                     tracing::info!(peer = %me, %swarm, peers = peers.len(), seeds = seeds.len(), "join");
                     reply(
                         &mut out,
@@ -525,6 +526,7 @@ impl State {
                             swarm,
                             peers,
                             seeds,
+                            manifest,
                         }),
                     );
                 }

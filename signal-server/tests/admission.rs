@@ -9,8 +9,8 @@ use shoal_signal::auth::{mint_seed_token, mint_viewer_token, unix_now};
 use shoal_signal::{AuthConfig, Config, Key, OpenChannels};
 use swarm_proto::auth::ViewerClaims;
 use swarm_proto::signal::{
-    ClientMsg, RefuseReason, Role, SeedInfo, ServerMsg, MAX_HTTP_BASE_LEN, MAX_NAME_LEN,
-    MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
+    ClientMsg, LiveChannelInfo, RefuseReason, Role, SeedInfo, ServerMsg, MAX_HTTP_BASE_LEN,
+    MAX_NAME_LEN, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME,
 };
 
 fn config() -> Config {
@@ -244,13 +244,25 @@ async fn joined_stays_within_the_viewers_frame_limit() {
     let mut seeds = Vec::new();
     for i in 0..20 {
         let mut contents = vec!["news".to_owned()];
-        contents.extend((0..400).map(|j| name(i, j)));
+        contents.extend((0..250).map(|j| name(i, j)));
+        // A live channel too: its key and the manifest address travel in
+        // `joined` as well.
+        let mut live: Vec<LiveChannelInfo> = (0..80)
+            .map(|j| LiveChannelInfo {
+                channel: name(i, j),
+                public_key: "f".repeat(64),
+            })
+            .collect();
+        live.push(LiveChannelInfo {
+            channel: "news".into(),
+            public_key: format!("{i:02}{}", "a".repeat(62)),
+        });
         let info = SeedInfo {
             seed_id: format!("{i:02}{}", "s".repeat(MAX_NAME_LEN - 2)),
             http_base: format!("http://{}", "h".repeat(MAX_HTTP_BASE_LEN - 7)),
             contents,
             capacity: u32::MAX,
-            live: Vec::new(),
+            live,
         };
         let hello = ClientMsg::Hello {
             role: Role::Seed,
@@ -284,13 +296,57 @@ async fn joined_stays_within_the_viewers_frame_limit() {
         frame.len()
     );
     match ServerMsg::decode(frame.as_str()).unwrap() {
-        ServerMsg::Joined { seeds, peers, .. } => {
+        ServerMsg::Joined {
+            seeds,
+            peers,
+            manifest,
+            ..
+        } => {
             assert_eq!(seeds.len(), MAX_SEEDS_PER_JOIN);
             assert!(seeds.iter().all(|s| s.contents == ["news"]));
+            assert!(seeds
+                .iter()
+                .all(|s| s.live.len() == 1 && s.live[0].channel == "news"));
+            assert_eq!(
+                manifest.as_deref(),
+                Some(format!("{}/live/news/live.json", seeds[0].http_base).as_str())
+            );
             // The first 8 seeds as peers too (no viewer is there).
             assert_eq!(peers.len(), MAX_SEEDS_PER_JOIN);
             assert!(peers.iter().all(|p| p.is_seed));
         }
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn joined_names_the_channels_manifest_at_a_seed() {
+    let addr = start(test_config()).await;
+    let mut info = seed_info("s1", &["movie", "news"]);
+    info.http_base = "http://127.0.0.1:8081/".into();
+    info.live = vec![LiveChannelInfo {
+        channel: "news".into(),
+        public_key: "ab".repeat(32),
+    }];
+    let _seed = Client::seed(addr, info).await;
+    let mut v = Client::viewer(addr).await;
+    for (swarm, want) in [
+        (
+            "movie",
+            Some("http://127.0.0.1:8081/vod/movie/manifest.json"),
+        ),
+        ("news", Some("http://127.0.0.1:8081/live/news/live.json")),
+        // No seed offers it (the test config lets viewers create swarms).
+        ("nobody", None),
+    ] {
+        match v.join(swarm).await {
+            ServerMsg::Joined {
+                manifest, seeds, ..
+            } => {
+                assert_eq!(manifest.as_deref(), want, "{swarm}");
+                assert_eq!(seeds.len(), usize::from(want.is_some()));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

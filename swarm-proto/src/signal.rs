@@ -23,6 +23,18 @@ pub const MAX_HTTP_BASE_LEN: usize = 512;
 pub const MAX_SEED_CONTENTS: usize = 1000;
 /// Most seeds listed in one `joined` (each with only the joined content).
 pub const MAX_SEEDS_PER_JOIN: usize = 8;
+/// Where a seed serves a channel's manifest: `http_base` +
+/// `/live/ID/live.json` for one of its live channels, else
+/// `/vod/ID/manifest.json`.
+pub fn manifest_url(seed: &SeedInfo, swarm: &str) -> String {
+    let base = seed.http_base.trim_end_matches('/');
+    if seed.live.iter().any(|l| l.channel == swarm) {
+        format!("{base}/live/{swarm}/live.json")
+    } else {
+        format!("{base}/vod/{swarm}/manifest.json")
+    }
+}
+
 /// Longest human-readable message in a server message.
 pub const MAX_MESSAGE_LEN: usize = 1024;
 
@@ -468,10 +480,18 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         ice_servers: Vec<IceServer>,
     },
+    /// Admission to `swarm` with the channel's metadata: its seeds (with
+    /// their HTTP origins and, for a live channel, its public key), the
+    /// first peer list, and the manifest's address at the first seed.
     Joined {
         swarm: String,
         peers: Vec<PeerInfo>,
         seeds: Vec<SeedInfo>,
+        /// URL of the channel's manifest (`/vod/ID/manifest.json` or
+        /// `/live/ID/live.json` at a listed seed's `http_base`); absent when
+        /// no seed offers the channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        manifest: Option<String>,
     },
     Peers {
         swarm: String,
@@ -949,6 +969,41 @@ mod tests {
         }
         // Negative or non-integer values do not parse at all.
         assert!(ClientMsg::decode(r#"{"type":"seed_report","report":{"uptime_s":-1}}"#).is_err());
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn joined_carries_the_manifest_address_when_known() {
+        let mut seed = SeedInfo {
+            seed_id: "s1".into(),
+            http_base: "https://cdn.example/".into(),
+            contents: vec!["movie".into(), "news".into()],
+            capacity: 5,
+            live: vec![LiveChannelInfo {
+                channel: "news".into(),
+                public_key: "ab".repeat(32),
+            }],
+        };
+        assert_eq!(
+            manifest_url(&seed, "movie"),
+            "https://cdn.example/vod/movie/manifest.json"
+        );
+        assert_eq!(
+            manifest_url(&seed, "news"),
+            "https://cdn.example/live/news/live.json"
+        );
+        seed.contents.truncate(1);
+        let j = ServerMsg::Joined {
+            swarm: "movie".into(),
+            peers: Vec::new(),
+            seeds: vec![seed.clone()],
+            manifest: Some(manifest_url(&seed, "movie")),
+        };
+        assert_eq!(ServerMsg::decode(&j.encode()).unwrap(), j);
+        // Absent, it is not written, and an older server's joined reads.
+        let old = r#"{"type":"joined","swarm":"x","peers":[],"seeds":[]}"#;
+        let j = ServerMsg::decode(old).unwrap();
+        assert!(matches!(j, ServerMsg::Joined { manifest: None, .. }));
+        assert_eq!(j.encode(), old);
     }
 
     #[wasm_bindgen_test(unsupported = test)]
