@@ -13,6 +13,11 @@
 //!    each (`SWARM_SIZE` peers per swarm). `rss_mb_per_1k_peers` = (server
 //!    VmRSS with all of them joined - VmRSS before they connected) / PEERS *
 //!    1000, in MiB. They stay connected (and heartbeating) through phase 2.
+//!    `peers_connected` counts those that completed hello + join (the run
+//!    fails, after printing the JSON, if any is missing), `rss_mb_total` is
+//!    the server's VmRSS with all of them, `loadgen_rss_mb` this process's.
+//!    Clients connect from 127.0.0.1, 127.0.0.2, ... as many as the
+//!    namespace's ephemeral port range needs (`SOURCE_ADDRS` overrides).
 //! 2. throughput: `ACTIVE` more viewers in swarms of `ACTIVE_SWARM_SIZE`,
 //!    paired within their swarm. Each pair runs `PIPELINE` WebRTC-like
 //!    negotiations at once through the relay: offer, answer, 8 ICE
@@ -34,24 +39,29 @@
 //! Anything the server refuses or drops is counted in the JSON (`refused`,
 //! `errors`, `dropped`, `unexpected`), never hidden. Every wait is bounded.
 
+// The JSON line has more keys than serde_json::json! expands by default.
+#![recursion_limit = "256"]
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::time::timeout;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<TcpStream>;
 type Tx = SplitSink<Ws, Message>;
 type Rx = SplitStream<Ws>;
 
@@ -61,6 +71,11 @@ const OPEN_WAIT: Duration = Duration::from_secs(10);
 const OPEN_CONCURRENCY: usize = 128;
 /// ICE candidates per negotiation (both directions together).
 const CANDIDATES: u32 = 8;
+/// Most idle peers one run may ask for.
+const MAX_PEERS: usize = 200_000;
+/// The clients' WebSocket read buffer (tungstenite's default is 128 KiB,
+/// which 100,000 idle clients cannot afford); it grows for a larger frame.
+const CLIENT_READ_BUFFER: usize = 2048;
 
 fn env_num<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -120,8 +135,10 @@ impl Opts {
             log_path: std::env::var("SIGNAL_LOG")
                 .unwrap_or_else(|_| "target/bench-signal-server.log".into()),
         };
-        if o.peers > 50_000 || o.active > 10_000 {
-            die("PEERS is limited to 50000 and ACTIVE to 10000");
+        if o.peers > MAX_PEERS || o.active > 10_000 {
+            die(&format!(
+                "PEERS is limited to {MAX_PEERS} and ACTIVE to 10000"
+            ));
         }
         if o.active < 2 || !o.active.is_multiple_of(2) {
             die("ACTIVE must be an even number >= 2 (clients are paired)");
@@ -266,14 +283,9 @@ fn hello_frame() -> &'static str {
 
 /// Connects, says hello, joins `swarm`. Returns the halves and the peer id
 /// and heartbeat interval, or None (counted) when the server refused.
-async fn open(url: &str, swarm: &str, c: &Counters) -> Option<(Tx, Rx, String, u64)> {
-    let ws = match timeout(
-        OPEN_WAIT,
-        tokio_tungstenite::connect_async_with_config(url, None, true),
-    )
-    .await
-    {
-        Ok(Ok((ws, _))) => ws,
+async fn open(target: &Target, swarm: &str, c: &Counters) -> Option<(Tx, Rx, String, u64)> {
+    let ws = match timeout(OPEN_WAIT, target.connect()).await {
+        Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
             c.connect_failed.fetch_add(1, Relaxed);
             log(&format!("connect failed: {e}"));
@@ -338,6 +350,78 @@ async fn open(url: &str, swarm: &str, c: &Counters) -> Option<(Tx, Rx, String, u
         }
     }
     Some((tx, rx, peer_id, hb))
+}
+
+/// Where the clients connect to, and from which loopback source addresses:
+/// one address has only `ip_local_port_range` ephemeral ports (about 28,000
+/// by default), so many peers are spread over 127.0.0.1, 127.0.0.2, ...
+/// (all of 127/8 is on `lo`).
+struct Target {
+    url: String,
+    server: SocketAddr,
+    sources: Vec<Ipv4Addr>,
+    next: AtomicUsize,
+}
+
+impl Target {
+    fn new(server: &str, conns: usize) -> Target {
+        let server: SocketAddr = server
+            .parse()
+            .unwrap_or_else(|e| die(&format!("server address {server}: {e}")));
+        let ports = ephemeral_ports();
+        // Leave a quarter of each address's ports free (TIME_WAIT, the
+        // kernel's own choice of port).
+        let per_addr = (ports * 3 / 4).max(1);
+        let n = match std::env::var("SOURCE_ADDRS") {
+            Ok(v) if !v.trim().is_empty() => env_num("SOURCE_ADDRS", 1usize),
+            _ => conns.div_ceil(per_addr).max(1),
+        };
+        if !(1..=250).contains(&n) {
+            die("SOURCE_ADDRS must be in 1..=250");
+        }
+        let sources: Vec<Ipv4Addr> = (1..=n as u8).map(|i| Ipv4Addr::new(127, 0, 0, i)).collect();
+        log(&format!(
+            "{conns} connections from {n} source address(es) 127.0.0.1..127.0.0.{n} ({ports} ephemeral ports each)"
+        ));
+        Target {
+            url: format!("ws://{server}/ws"),
+            server,
+            sources,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// A TCP connection from the next source address, upgraded to a
+    /// WebSocket with a small read buffer.
+    async fn connect(&self) -> Result<Ws, String> {
+        let src = self.sources[self.next.fetch_add(1, Relaxed) % self.sources.len()];
+        let sock = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+        sock.bind(SocketAddr::from((src, 0)))
+            .map_err(|e| format!("bind {src}: {e} (out of ephemeral ports? raise SOURCE_ADDRS)"))?;
+        let stream = sock
+            .connect(self.server)
+            .await
+            .map_err(|e| format!("connect from {src} to {}: {e}", self.server))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+        let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
+        let (ws, _) =
+            tokio_tungstenite::client_async_with_config(self.url.as_str(), stream, Some(config))
+                .await
+                .map_err(|e| format!("WebSocket handshake: {e}"))?;
+        Ok(ws)
+    }
+}
+
+/// How many ephemeral ports one source address has in this namespace.
+fn ephemeral_ports() -> usize {
+    let s = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap_or_default();
+    let mut it = s.split_whitespace().filter_map(|v| v.parse::<usize>().ok());
+    match (it.next(), it.next()) {
+        (Some(lo), Some(hi)) if hi >= lo => hi - lo + 1,
+        _ => 28_232,
+    }
 }
 
 /// Next text frame within OPEN_WAIT (pings skipped); None on close/timeout.
@@ -415,7 +499,7 @@ const HEARTBEAT: &str = r#"{"type":"heartbeat"}"#;
 #[allow(clippy::too_many_arguments)]
 async fn idle_client(
     index: usize,
-    url: Arc<String>,
+    target: Arc<Target>,
     swarm: String,
     o: Arc<Opts>,
     c: Arc<Counters>,
@@ -426,7 +510,9 @@ async fn idle_client(
 ) {
     let opened = {
         let _permit = open_permits.acquire().await.expect("semaphore open");
-        open(&url, &swarm, &c).await
+        // Boxed: the handshake's state is freed once open, so the idle
+        // task that stays is small.
+        Box::pin(open(&target, &swarm, &c)).await
     };
     settled.fetch_add(1, Relaxed);
     let Some((mut tx, mut rx, _id, announced)) = opened else {
@@ -592,7 +678,7 @@ fn candidate_step(candidate: Option<&str>) -> Option<u32> {
 /// `burst` candidates back to back. Returns, for each round, the milliseconds
 /// from A's offer until A holds the answer and every candidate. Empty if the
 /// pair could not join.
-async fn trickle_probe(url: &str, o: &Opts, c: &Counters) -> Vec<f64> {
+async fn trickle_probe(url: &Target, o: &Opts, c: &Counters) -> Vec<f64> {
     let swarm = "trickle-probe";
     let Some((mut atx, mut arx, aid, _)) = open(url, swarm, c).await else {
         return Vec::new();
@@ -853,6 +939,12 @@ fn main() {
     let json = rt.block_on(run(o));
     println!("{json}");
     log(&format!("done in {:.1} s", total.elapsed().as_secs_f64()));
+    if json["peers_missing"].as_u64() != Some(0) {
+        die(&format!(
+            "{} of {} idle peers did not complete hello + join: the memory figures are for peers_connected only",
+            json["peers_missing"], json["peers"]
+        ));
+    }
 }
 
 async fn run(o: Opts) -> serde_json::Value {
@@ -860,7 +952,7 @@ async fn run(o: Opts) -> serde_json::Value {
     let tck = clk_tck();
     let server = Server::start(&o);
     let pid = server.child.id();
-    let url = Arc::new(format!("ws://{}/ws", server.addr));
+    let url = Arc::new(Target::new(&server.addr, o.peers + o.active + 64));
     log(&format!(
         "server pid {pid} on {} (log: {})",
         server.addr, o.log_path
@@ -915,7 +1007,9 @@ async fn run(o: Opts) -> serde_json::Value {
         )));
     }
     let peers = o.peers as u64;
-    wait_until("idle peers joining", Duration::from_secs(60), || {
+    // 60 s, or 2 s per 1000 peers for a big run on a busy machine.
+    let join_limit = Duration::from_secs((o.peers as u64 / 500).max(60));
+    wait_until("idle peers joining", join_limit, || {
         let s = settled.load(Relaxed);
         (s >= peers, format!("{s}/{peers} settled"))
     })
@@ -930,15 +1024,23 @@ async fn run(o: Opts) -> serde_json::Value {
     // Let the allocator and the sockets settle, then read the RSS.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let rss_idle = rss_kib(pid);
+    let loadgen_rss_idle = rss_kib(std::process::id());
     let rss_per_1k = if idle_joined > 0 {
         (rss_idle.saturating_sub(rss_base)) as f64 / 1024.0 / idle_joined as f64 * 1000.0
     } else {
         0.0
     };
     log(&format!(
-        "server RSS with {idle_joined} idle peers: {:.1} MiB -> {rss_per_1k:.2} MiB per 1k peers",
-        rss_idle as f64 / 1024.0
+        "server RSS with {idle_joined} idle peers: {:.1} MiB -> {rss_per_1k:.2} MiB per 1k peers (load generator {:.1} MiB)",
+        rss_idle as f64 / 1024.0,
+        loadgen_rss_idle as f64 / 1024.0
     ));
+    if idle_joined < peers {
+        log(&format!(
+            "ERROR: only {idle_joined} of {peers} idle peers completed hello + join ({} refused, see the errors in the JSON)",
+            c.refused()
+        ));
+    }
 
     // ---- phase 2: active clients, throughput (idle peers still connected).
     log(&format!(
@@ -1081,10 +1183,13 @@ async fn run(o: Opts) -> serde_json::Value {
     let left_before = c.peer_left.load(Relaxed);
     let leave_start = Snap::take(pid);
     let _ = idle_stop.send(true);
-    let leave_deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let leave_limit = (o.peers as u64 / 1000).max(30);
+    let leave_deadline = tokio::time::Instant::now() + Duration::from_secs(leave_limit);
     for t in idle_tasks {
         if tokio::time::timeout_at(leave_deadline, t).await.is_err() {
-            log("idle clients did not finish leaving within 30 s");
+            log(&format!(
+                "idle clients did not finish leaving within {leave_limit} s"
+            ));
             break;
         }
     }
@@ -1101,10 +1206,15 @@ async fn run(o: Opts) -> serde_json::Value {
 
     let errors = c.errors.lock().unwrap().clone();
     serde_json::json!({
-        "peers": idle_joined,
+        "peers": o.peers,
         "msgs_per_s": round(msgs_per_s, 0),
         "msgs_per_s_per_core": round(per_core, 0),
         "rss_mb_per_1k_peers": round(rss_per_1k, 2),
+        "peers_connected": idle_joined,
+        "peers_missing": peers - idle_joined,
+        "rss_mb_total": mib(rss_idle),
+        "loadgen_rss_mb": mib(loadgen_rss_idle),
+        "source_addrs": url.sources.len(),
         "active": ready,
         "seconds": round(wall, 2),
         "relays_per_s": round(relays as f64 / wall, 0),

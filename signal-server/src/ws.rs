@@ -184,7 +184,10 @@ impl Conn {
                 inbound = socket.recv() => match inbound {
                     Some(Ok(msg)) => {
                         deadline = Instant::now() + silence;
-                        self.on_message(&mut socket, msg).await
+                        // Boxed: handling a frame (a decoded ClientMsg held
+                        // across awaits) is most of this future's size, and
+                        // every idle peer's task would keep that room.
+                        Box::pin(self.on_message(&mut socket, msg)).await
                     }
                     Some(Err(e)) => {
                         tracing::warn!(addr = %self.addr, peer = ?self.peer_id, error = %e, "websocket read failed");
