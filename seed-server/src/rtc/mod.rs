@@ -133,6 +133,12 @@ pub const UDP_SOCKET_BUFFER: usize = 4 << 20;
 /// client (4 MiB socket buffers, `tests/rtc_loopback.rs`) still gets ~50 MB/s.
 /// Over a real network the bottleneck link paces arrivals and the bandwidth-delay product needs
 /// the full window, so other addresses keep [`RtcConfig::send_buffer_limit`].
+/// Pacing instead of a small window was tried (a token bucket wrapping the UDP socket,
+/// interleaved runs on a loaded machine, `udp_rcvbuf_drops` of the bench): at 300 Mbit/s with
+/// 32 KiB bursts and a 256 KiB or 1 MiB window Chromium still dropped (67-674 datagrams per
+/// 43 MB, 7.9-14.8 MB/s); at 200 Mbit/s with 16 KiB bursts nothing dropped but tokio's 1 ms timer
+/// capped it (9.6-9.9 MB/s); the window alone gave 10.9-18.6 MB/s with no drop. The window is
+/// ack-clocked by Chromium's SACKs, which a timer cannot beat at 1 ms granularity.
 pub const LOOPBACK_SEND_BUFFER_LIMIT: usize = 32 << 10;
 
 /// Configuration of an [`RtcHost`].
