@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 use swarm_proto::signal::Route;
 
@@ -51,21 +52,24 @@ impl GroupConns {
 #[derive(Default)]
 pub struct ConnTable {
     groups: HashMap<String, GroupConns>,
-    failed: HashMap<(String, String), Instant>,
+    /// Failed pairs by [`ConnTable::pair`]: a keyed hash, so that asking
+    /// (once per candidate while matching) allocates nothing, and a stranger
+    /// cannot craft ids whose pair collides with someone else's.
+    failed: HashMap<u64, Instant>,
     /// Insertion order of `failed`, oldest first (entries whose time no
     /// longer matches the map are stale and skipped).
-    order: VecDeque<((String, String), Instant)>,
-}
-
-fn pair(a: &str, b: &str) -> (String, String) {
-    if a <= b {
-        (a.to_owned(), b.to_owned())
-    } else {
-        (b.to_owned(), a.to_owned())
-    }
+    order: VecDeque<(u64, Instant)>,
+    /// Random key of the pair hash (SipHash), drawn per table.
+    keys: RandomState,
 }
 
 impl ConnTable {
+    /// The unordered pair {a, b} as a 64-bit keyed hash.
+    fn pair(&self, a: &str, b: &str) -> u64 {
+        let (x, y) = if a <= b { (a, b) } else { (b, a) };
+        self.keys.hash_one((x, y))
+    }
+
     /// Records one outcome reported by `me` (of `group`) about `other`.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
@@ -96,7 +100,8 @@ impl ConnTable {
                 Some(Route::Relay) => g.relay += 1,
                 None => {}
             }
-            self.failed.remove(&pair(me, other));
+            let k = self.pair(me, other);
+            self.failed.remove(&k);
         } else {
             g.failed = g.failed.saturating_add(1);
             while self.order.len() >= MAX_FAILED_PAIRS {
@@ -105,8 +110,8 @@ impl ConnTable {
                     self.failed.remove(&k);
                 }
             }
-            let k = pair(me, other);
-            self.failed.insert(k.clone(), now);
+            let k = self.pair(me, other);
+            self.failed.insert(k, now);
             self.order.push_back((k, now));
         }
     }
@@ -117,7 +122,7 @@ impl ConnTable {
             return false;
         }
         self.failed
-            .get(&pair(a, b))
+            .get(&self.pair(a, b))
             .is_some_and(|at| now.duration_since(*at) < FAILED_PAIR_TTL)
     }
 
