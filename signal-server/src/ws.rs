@@ -165,75 +165,81 @@ impl Conn {
         }
     }
 
-    async fn run(mut self, mut socket: WebSocket) {
-        let silence = Duration::from_millis(self.app.config().heartbeat_timeout_ms);
-        let send_limit = crate::send_timeout(self.app.config());
-        let mut deadline = Instant::now() + silence;
-        let reason = loop {
-            let step = tokio::select! {
-                biased;
-                out = next_out(&mut self.rx) => match out {
-                    Some(text) => match timeout(send_limit, socket.send(Message::Text(text.into()))).await {
-                        Ok(Ok(())) => Step::Continue,
-                        _ => Step::Close(LeaveReason::Disconnected),
+    /// Serves the connection until it closes. Not an `async fn`: rustc keeps
+    /// an async fn's arguments apart from its body's locals, so `self` and
+    /// `socket` (560 bytes) would be stored twice in every connection's task.
+    #[allow(clippy::manual_async_fn)] // on purpose, see above
+    fn run(mut self, mut socket: WebSocket) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            let silence = Duration::from_millis(self.app.config().heartbeat_timeout_ms);
+            let send_limit = crate::send_timeout(self.app.config());
+            let mut deadline = Instant::now() + silence;
+            let reason = loop {
+                let step = tokio::select! {
+                    biased;
+                    out = next_out(&mut self.rx) => match out {
+                        Some(text) => match timeout(send_limit, socket.send(Message::Text(text.into()))).await {
+                            Ok(Ok(())) => Step::Continue,
+                            _ => Step::Close(LeaveReason::Disconnected),
+                        },
+                        // The state dropped this client.
+                        None => break None,
                     },
-                    // The state dropped this client.
-                    None => break None,
-                },
-                _ = sleep_until(deadline) => Step::Close(LeaveReason::TimedOut),
-                inbound = socket.recv() => match inbound {
-                    Some(Ok(msg)) => {
-                        deadline = Instant::now() + silence;
-                        // Boxed: handling a frame (a decoded ClientMsg held
-                        // across awaits) is most of this future's size, and
-                        // every idle peer's task would keep that room.
-                        Box::pin(self.on_message(&mut socket, msg)).await
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(addr = %self.addr, peer = ?self.peer_id, error = %e, "websocket read failed");
-                        Step::Close(LeaveReason::Disconnected)
-                    }
-                    None => Step::Close(LeaveReason::Disconnected),
-                },
+                    _ = sleep_until(deadline) => Step::Close(LeaveReason::TimedOut),
+                    inbound = socket.recv() => match inbound {
+                        Some(Ok(msg)) => {
+                            deadline = Instant::now() + silence;
+                            // Boxed: handling a frame (a decoded ClientMsg held
+                            // across awaits) is most of this future's size, and
+                            // every idle peer's task would keep that room.
+                            Box::pin(self.on_message(&mut socket, msg)).await
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(addr = %self.addr, peer = ?self.peer_id, error = %e, "websocket read failed");
+                            Step::Close(LeaveReason::Disconnected)
+                        }
+                        None => Step::Close(LeaveReason::Disconnected),
+                    },
+                };
+                if let Step::Close(reason) = step {
+                    break Some(reason);
+                }
             };
-            if let Step::Close(reason) = step {
-                break Some(reason);
-            }
-        };
-        if let Some(reason) = reason {
-            if reason == LeaveReason::TimedOut {
-                tracing::info!(addr = %self.addr, peer = ?self.peer_id, "silent for too long; closing");
-            }
-            if let Some(id) = &self.peer_id {
-                self.app.lock().remove(id, reason);
-            }
-        }
-        // Flush what is already queued (e.g. the last error), then close.
-        if let Some(rx) = &mut self.rx {
-            while let Ok(text) = rx.try_recv() {
-                if timeout(
-                    Duration::from_millis(200),
-                    socket.send(Message::Text(text.into())),
-                )
-                .await
-                .is_err()
-                {
-                    break;
+            if let Some(reason) = reason {
+                if reason == LeaveReason::TimedOut {
+                    tracing::info!(addr = %self.addr, peer = ?self.peer_id, "silent for too long; closing");
+                }
+                if let Some(id) = &self.peer_id {
+                    self.app.lock().remove(id, reason);
                 }
             }
+            // Flush what is already queued (e.g. the last error), then close.
+            if let Some(rx) = &mut self.rx {
+                while let Ok(text) = rx.try_recv() {
+                    if timeout(
+                        Duration::from_millis(200),
+                        socket.send(Message::Text(text.into())),
+                    )
+                    .await
+                    .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            let (code, why) = match reason {
+                Some(LeaveReason::TimedOut) => (1001, "heartbeat timeout"),
+                Some(LeaveReason::TooManyBadFrames) => (1008, "too many bad frames"),
+                Some(LeaveReason::Refused) => (1008, "refused"),
+                Some(LeaveReason::Disconnected) => (1000, "bye"),
+                _ => (1008, "removed by the server"),
+            };
+            let close = Message::Close(Some(CloseFrame {
+                code,
+                reason: why.into(),
+            }));
+            let _ = timeout(Duration::from_millis(500), socket.send(close)).await;
         }
-        let (code, why) = match reason {
-            Some(LeaveReason::TimedOut) => (1001, "heartbeat timeout"),
-            Some(LeaveReason::TooManyBadFrames) => (1008, "too many bad frames"),
-            Some(LeaveReason::Refused) => (1008, "refused"),
-            Some(LeaveReason::Disconnected) => (1000, "bye"),
-            _ => (1008, "removed by the server"),
-        };
-        let close = Message::Close(Some(CloseFrame {
-            code,
-            reason: why.into(),
-        }));
-        let _ = timeout(Duration::from_millis(500), socket.send(close)).await;
     }
 
     async fn on_message(&mut self, socket: &mut WebSocket, msg: Message) -> Step {
