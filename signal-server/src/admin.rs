@@ -8,8 +8,9 @@
 //!   removes it (its peers get `peer_left`). The call returns when every
 //!   connection acknowledged, or when the heartbeat timeout proves the
 //!   silent ones gone (they are removed then too).
-//! - `GET /api/admin/viewers`: every connected viewer (viewer id, user and
-//!   network group, address, swarms, connected time, its last reports).
+//! - `GET /api/admin/viewers`: connected viewers (viewer id, user and
+//!   network group, address, swarms, connected time, its last reports), at
+//!   most 5,000 of them, and `total`.
 //! - `GET /api/admin/seeds`: every seed (id, address, origin, contents,
 //!   capacity, uptime) with its last own report (uptime, bytes in and out
 //!   over WebRTC and HTTP, viewers, channels ok/interrupted, cache use) and
@@ -232,8 +233,9 @@ pub(crate) async fn viewers(AxState(app): AxState<AppState>, headers: HeaderMap)
     if let Err(r) = check_admin(&app, &headers) {
         return r;
     }
-    let viewers = app.lock().viewers_view();
-    json_ok(serde_json::json!({ "viewers": viewers }))
+    let (mut viewers, total) = app.lock().viewers_view();
+    viewers.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+    json_ok(serde_json::json!({ "viewers": viewers, "total": total }))
 }
 
 pub(crate) async fn seeds(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
@@ -249,7 +251,7 @@ pub(crate) async fn channels(AxState(app): AxState<AppState>, headers: HeaderMap
         return r;
     }
     let view = app.lock().swarms_view();
-    json_ok(view)
+    json_ok(view.sorted())
 }
 
 pub(crate) async fn events(AxState(app): AxState<AppState>, headers: HeaderMap) -> Response {
@@ -331,7 +333,7 @@ pub(crate) async fn metrics(AxState(app): AxState<AppState>, headers: HeaderMap)
     }
     let (view, seeds) = {
         let st = app.lock();
-        (st.swarms_view(), st.admin_seeds_view())
+        (st.swarms_view_listing(0), st.admin_seeds_view())
     };
     let text = app.metrics().render(&view, &seeds);
     (

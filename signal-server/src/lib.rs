@@ -380,6 +380,7 @@ async fn healthz() -> &'static str {
 
 async fn api_swarms(AxState(app): AxState<AppState>) -> Response {
     let view = app.lock().swarms_view();
+    let view = view.sorted();
     no_store(Json(view))
 }
 

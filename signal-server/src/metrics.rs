@@ -232,7 +232,7 @@ impl Metrics {
         self.peers
             .get_or_create(&label("role", "seed"))
             .set(view.connected.seeds as i64);
-        self.swarms.set(view.swarms.len() as i64);
+        self.swarms.set(view.swarm_count as i64);
         let t = &view.totals;
         for (src, v) in [
             ("peers", t.bytes_from_peers),

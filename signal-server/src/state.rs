@@ -18,7 +18,7 @@ use std::time::Instant;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 use serde::Serialize;
 use swarm_proto::auth::ViewerClaims;
-use swarm_proto::matching::{select_peers, Candidate, MatchRule};
+use swarm_proto::matching::{select_peers, Candidate, MatchRule, MemberIndex};
 use swarm_proto::signal::{
     manifest_url, ClientMsg, ErrorCode, PeerInfo, PeerReport, RefuseReason, Role, SeedCommand,
     SeedInfo, SeedReport, ServerMsg, MAX_SEEDS_PER_JOIN, MAX_SIGNAL_FRAME, SEED_REPORT_STALE_MS,
@@ -39,6 +39,80 @@ pub const MAX_EVENTS: usize = 256;
 pub const BROADCAST_LEFT_MAX: usize = 64;
 /// Recent signaling contacts remembered per peer (the oldest is forgotten).
 pub const MAX_CONTACTS: usize = 256;
+
+/// Candidates drawn from a swarm for one peer list: at least this many, or
+/// four times the list's length (the matching rule picks among them). A
+/// join costs the same in a swarm of 100 or of 100,000.
+pub const MATCH_SAMPLE_MIN: usize = 200;
+/// Admin listings copy at most this many peers (over all swarms) and
+/// swarms, and `/api/admin/viewers` at most [`MAX_LISTED_VIEWERS`]; their
+/// totals and counts cover everyone.
+pub const MAX_LISTED_PEERS: usize = 10_000;
+pub const MAX_LISTED_SWARMS: usize = 1_000;
+pub const MAX_LISTED_VIEWERS: usize = 5_000;
+
+/// One swarm: its members, its viewers indexed by network group (for
+/// drawing match candidates), and running sums of their last reports.
+#[derive(Debug, Default)]
+struct SwarmEntry {
+    members: BTreeSet<String>,
+    viewers: MemberIndex,
+    sums: Sums,
+}
+
+/// Running sums of a swarm's members and their last reports, kept as they
+/// change so that no view walks the swarm (u128: no sum of u64 values a
+/// client chooses can overflow).
+#[derive(Clone, Debug, Default)]
+struct Sums {
+    viewers: usize,
+    seeds: usize,
+    bytes_from_peers: u128,
+    bytes_from_http: u128,
+    bytes_uploaded: u128,
+    bytes_from_relay: u128,
+    stalls: u128,
+    stalled_ms: u128,
+}
+
+impl Sums {
+    fn add(&mut self, r: &PeerReport) {
+        self.bytes_from_peers += u128::from(r.bytes_from_peers);
+        self.bytes_from_http += u128::from(r.bytes_from_http);
+        self.bytes_uploaded += u128::from(r.bytes_uploaded);
+        self.bytes_from_relay += u128::from(r.bytes_from_relay);
+        self.stalls += u128::from(r.stalls);
+        self.stalled_ms += u128::from(r.stalled_ms);
+    }
+
+    fn sub(&mut self, r: &PeerReport) {
+        self.bytes_from_peers -= u128::from(r.bytes_from_peers);
+        self.bytes_from_http -= u128::from(r.bytes_from_http);
+        self.bytes_uploaded -= u128::from(r.bytes_uploaded);
+        self.bytes_from_relay -= u128::from(r.bytes_from_relay);
+        self.stalls -= u128::from(r.stalls);
+        self.stalled_ms -= u128::from(r.stalled_ms);
+    }
+
+    /// As reported totals (each clamped to u64).
+    fn totals(&self) -> Totals {
+        let c = |v: u128| u64::try_from(v).unwrap_or(u64::MAX);
+        let mut t = Totals {
+            peers: self.viewers + self.seeds,
+            viewers: self.viewers,
+            seeds: self.seeds,
+            bytes_from_peers: c(self.bytes_from_peers),
+            bytes_from_http: c(self.bytes_from_http),
+            bytes_uploaded: c(self.bytes_uploaded),
+            bytes_from_relay: c(self.bytes_from_relay),
+            stalls: c(self.stalls),
+            stalled_ms: c(self.stalled_ms),
+            p2p_share: 0.0,
+        };
+        t.update_share();
+        t
+    }
+}
 
 /// Seed commands waiting for their answer, over all seeds.
 pub const MAX_PENDING_COMMANDS: usize = 64;
@@ -159,7 +233,9 @@ pub struct Admission {
 
 pub struct State {
     peers: HashMap<String, Peer>,
-    swarms: BTreeMap<String, BTreeSet<String>>,
+    swarms: BTreeMap<String, SwarmEntry>,
+    /// Connected viewers (the rest of `peers` are seeds).
+    viewer_count: usize,
     seed_ids: HashMap<String, String>,
     /// Channels announced by registered seeds, with how many seeds each.
     channels: HashMap<String, usize>,
@@ -199,6 +275,7 @@ impl State {
         State {
             peers: HashMap::new(),
             swarms: BTreeMap::new(),
+            viewer_count: 0,
             seed_ids: HashMap::new(),
             channels: HashMap::new(),
             rng,
@@ -378,6 +455,9 @@ impl State {
                 seed_report: None,
             },
         );
+        if role == Role::Viewer {
+            self.viewer_count += 1;
+        }
         let viewer = self.peers[&peer_id].viewer.as_ref().map(|v| v.sub.clone());
         tracing::info!(peer = %peer_id, ?role, %group, %addr, ?viewer, "hello");
         let who = match (&self.peers[&peer_id].seed, &viewer) {
@@ -617,7 +697,11 @@ impl State {
                 }
             }
             ClientMsg::Report { swarm, report } => {
-                if self.is_member(me, &swarm) {
+                if let Some(entry) = self
+                    .swarms
+                    .get_mut(&swarm)
+                    .filter(|e| e.members.contains(me))
+                {
                     let peer = self.peers.get_mut(me).expect("checked above");
                     let upload_rate = match peer.reports.get(&swarm) {
                         Some(prev) => {
@@ -633,7 +717,8 @@ impl State {
                         }
                         None => 0,
                     };
-                    peer.reports.insert(
+                    entry.sums.add(&report);
+                    let old = peer.reports.insert(
                         swarm,
                         ReportEntry {
                             report,
@@ -641,6 +726,9 @@ impl State {
                             upload_rate,
                         },
                     );
+                    if let Some(old) = old {
+                        entry.sums.sub(&old.report);
+                    }
                 } else {
                     reply(&mut out, not_joined(&swarm));
                 }
@@ -677,6 +765,9 @@ impl State {
             self.remove_member(peer_id, swarm, out);
         }
         let peer = self.peers.remove(peer_id).expect("present above");
+        if peer.role == Role::Viewer {
+            self.viewer_count -= 1;
+        }
         // A kick waiting for this peer ends with it (its receiver sees the
         // sender dropped: gone without acknowledging); so do its commands.
         self.kicks.remove(peer_id);
@@ -863,13 +954,15 @@ impl State {
         self.rule = rule;
     }
 
-    /// Every connected viewer, for the admin API.
-    pub fn viewers_view(&self) -> Vec<AdminViewer> {
+    /// Connected viewers for the admin API: at most [`MAX_LISTED_VIEWERS`]
+    /// (unsorted: the caller sorts outside the lock), and how many there are.
+    pub fn viewers_view(&self) -> (Vec<AdminViewer>, usize) {
         let now = Instant::now();
-        let mut v: Vec<AdminViewer> = self
+        let v: Vec<AdminViewer> = self
             .peers
             .iter()
             .filter(|(_, p)| p.role == Role::Viewer)
+            .take(MAX_LISTED_VIEWERS)
             .map(|(id, p)| {
                 let mut r = PeerReport::default();
                 for e in p.reports.values() {
@@ -894,8 +987,7 @@ impl State {
                 }
             })
             .collect();
-        v.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
-        v
+        (v, self.viewer_count)
     }
 
     /// Every registered seed with its address and uptime, for the admin API.
@@ -935,30 +1027,46 @@ impl State {
     }
 
     fn is_member(&self, peer_id: &str, swarm: &str) -> bool {
-        self.swarms.get(swarm).is_some_and(|m| m.contains(peer_id))
+        self.swarms
+            .get(swarm)
+            .is_some_and(|e| e.members.contains(peer_id))
     }
 
     fn add_member(&mut self, peer_id: &str, swarm: &str) {
         if let Some(p) = self.peers.get_mut(peer_id) {
             p.swarms.insert(swarm.to_owned());
-            self.swarms
-                .entry(swarm.to_owned())
-                .or_default()
-                .insert(peer_id.to_owned());
+            let e = self.swarms.entry(swarm.to_owned()).or_default();
+            if e.members.insert(peer_id.to_owned()) {
+                match p.role {
+                    Role::Viewer => {
+                        e.viewers.insert(peer_id, &p.group);
+                        e.sums.viewers += 1;
+                    }
+                    Role::Seed => e.sums.seeds += 1,
+                }
+            }
         }
     }
 
     fn remove_member(&mut self, peer_id: &str, swarm: &str, out: &mut Vec<(String, ServerMsg)>) {
-        if let Some(p) = self.peers.get_mut(peer_id) {
-            p.swarms.remove(swarm);
-            p.reports.remove(swarm);
-        }
-        let Some(members) = self.swarms.get_mut(swarm) else {
+        let Some(entry) = self.swarms.get_mut(swarm) else {
             return;
         };
-        if !members.remove(peer_id) {
+        if let Some(p) = self.peers.get_mut(peer_id) {
+            p.swarms.remove(swarm);
+            if let Some(r) = p.reports.remove(swarm) {
+                entry.sums.sub(&r.report);
+            }
+        }
+        if !entry.members.remove(peer_id) {
             return;
         }
+        if entry.viewers.remove(peer_id) {
+            entry.sums.viewers -= 1;
+        } else {
+            entry.sums.seeds -= 1;
+        }
+        let members = &entry.members;
         let left = ServerMsg::PeerLeft {
             swarm: swarm.to_owned(),
             peer_id: peer_id.to_owned(),
@@ -993,9 +1101,10 @@ impl State {
     /// The swarm's seeds (up to [`MAX_SEEDS_PER_JOIN`]) always come first,
     /// whatever the swarm's size: the matching rule picks among the viewers.
     fn pick_peers(&mut self, me: &str, swarm: &str) -> Vec<PeerInfo> {
-        let Some(members) = self.swarms.get(swarm) else {
+        let Some(entry) = self.swarms.get(swarm) else {
             return Vec::new();
         };
+        let members = &entry.members;
         let now = Instant::now();
         let mut seeds: Vec<PeerInfo> = self
             .seed_ids
@@ -1012,9 +1121,14 @@ impl State {
             .collect();
         seeds.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         seeds.truncate(MAX_SEEDS_PER_JOIN);
-        let candidates: Vec<Candidate> = members
-            .iter()
-            .filter(|id| id.as_str() != me && !self.conns.failed_recently(me, id, now))
+        // A bounded random draw, same group first: never the whole swarm.
+        let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
+        let k = MATCH_SAMPLE_MIN.max(self.rule.max.saturating_mul(4));
+        let sample =
+            (entry.viewers).sample(me, my_group, k, self.rule.enough_same_group, &mut self.rng);
+        let candidates: Vec<Candidate> = sample
+            .into_iter()
+            .filter(|id| *id != me && !self.conns.failed_recently(me, id, now))
             .filter_map(|id| {
                 let p = self.peers.get(id).filter(|p| p.role == Role::Viewer)?;
                 let rate = p.reports.get(swarm).map_or(0, |r| r.upload_rate);
@@ -1026,7 +1140,6 @@ impl State {
                 })
             })
             .collect();
-        let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
         let chosen = select_peers(me, my_group, &candidates, self.rule, self.rng.gen());
         let viewers = chosen.into_iter().filter_map(|id| {
             let p = self.peers.get(id)?;
@@ -1104,22 +1217,36 @@ impl State {
         }
     }
 
-    /// Snapshot for `GET /api/swarms`.
+    /// Snapshot for `GET /api/swarms` and the admin channels view: totals
+    /// and counts of everything (from running sums, without walking any
+    /// swarm), and at most [`MAX_LISTED_SWARMS`] swarms listing at most
+    /// [`MAX_LISTED_PEERS`] peers in all, each swarm's seeds first. The
+    /// caller sorts it ([`SwarmsView::sorted`]) after releasing the lock.
     pub fn swarms_view(&self) -> SwarmsView {
+        self.swarms_view_listing(MAX_LISTED_PEERS)
+    }
+
+    /// [`State::swarms_view`] listing at most `max_peers` peers (0: totals
+    /// and swarm names only, as `/metrics` needs).
+    pub fn swarms_view_listing(&self, max_peers: usize) -> SwarmsView {
         let mut totals = Totals::default();
-        let swarms: Vec<SwarmView> = self
-            .swarms
-            .iter()
-            .map(|(name, members)| {
-                let mut t = Totals::default();
-                let peers = members
-                    .iter()
+        for e in self.swarms.values() {
+            totals.merge(&e.sums.totals());
+        }
+        let mut budget = max_peers;
+        let swarms: Vec<SwarmView> = (self.swarms.iter())
+            .take(MAX_LISTED_SWARMS)
+            .map(|(name, e)| {
+                let seeds = (self.seed_ids.values()).filter(|id| e.members.contains(*id));
+                let viewers = e.viewers.iter();
+                let peers: Vec<PeerView> = (seeds.map(String::as_str))
+                    .chain(viewers)
+                    .take(budget)
                     .filter_map(|id| {
                         let p = self.peers.get(id)?;
                         let report = p.reports.get(name);
-                        t.add(p.role, report.map(|r| &r.report));
                         Some(PeerView {
-                            peer_id: id.clone(),
+                            peer_id: id.to_owned(),
                             seed_id: p.seed.as_ref().map(|s| s.seed_id.clone()),
                             live: p
                                 .seed
@@ -1132,25 +1259,22 @@ impl State {
                         })
                     })
                     .collect();
-                totals.merge(&t);
+                budget -= peers.len();
                 SwarmView {
                     swarm: name.clone(),
+                    members: e.members.len(),
                     peers,
-                    totals: t,
+                    totals: e.sums.totals(),
                 }
             })
             .collect();
-        let viewers = self
-            .peers
-            .values()
-            .filter(|p| p.role == Role::Viewer)
-            .count();
         SwarmsView {
+            swarm_count: self.swarms.len(),
             swarms,
             connected: Connected {
                 peers: self.peers.len(),
-                viewers,
-                seeds: self.peers.len() - viewers,
+                viewers: self.viewer_count,
+                seeds: self.peers.len() - self.viewer_count,
             },
             totals,
         }
@@ -1172,6 +1296,18 @@ impl State {
             .collect();
         seeds.sort_by(|a, b| a.seed.seed_id.cmp(&b.seed.seed_id));
         SeedsView { seeds }
+    }
+}
+
+impl SwarmsView {
+    /// Peers by id within each swarm (seeds first): done outside the lock.
+    pub fn sorted(mut self) -> SwarmsView {
+        for s in &mut self.swarms {
+            s.peers.sort_by(|a, b| {
+                (a.role == Role::Viewer, &a.peer_id).cmp(&(b.role == Role::Viewer, &b.peer_id))
+            });
+        }
+        self
     }
 }
 
@@ -1198,6 +1334,8 @@ fn not_joined(swarm: &str) -> ServerMsg {
 
 #[derive(Debug, Serialize)]
 pub struct SwarmsView {
+    /// All swarms (at most [`MAX_LISTED_SWARMS`] are listed).
+    pub swarm_count: usize,
     pub swarms: Vec<SwarmView>,
     /// Connected clients that said hello, in any swarm or none.
     pub connected: Connected,
@@ -1215,6 +1353,8 @@ pub struct Connected {
 #[derive(Debug, Serialize)]
 pub struct SwarmView {
     pub swarm: String,
+    /// Its members (`peers` lists some of them when there are many).
+    pub members: usize,
     pub peers: Vec<PeerView>,
     pub totals: Totals,
 }
@@ -1254,25 +1394,6 @@ pub struct Totals {
 }
 
 impl Totals {
-    /// Counts one peer and its last report. Reports are the peer's own
-    /// claims: every sum saturates, so no value a client chooses overflows.
-    fn add(&mut self, role: Role, report: Option<&PeerReport>) {
-        self.peers += 1;
-        match role {
-            Role::Viewer => self.viewers += 1,
-            Role::Seed => self.seeds += 1,
-        }
-        if let Some(r) = report {
-            self.bytes_from_peers = self.bytes_from_peers.saturating_add(r.bytes_from_peers);
-            self.bytes_from_http = self.bytes_from_http.saturating_add(r.bytes_from_http);
-            self.bytes_uploaded = self.bytes_uploaded.saturating_add(r.bytes_uploaded);
-            self.bytes_from_relay = self.bytes_from_relay.saturating_add(r.bytes_from_relay);
-            self.stalls = self.stalls.saturating_add(u64::from(r.stalls));
-            self.stalled_ms = self.stalled_ms.saturating_add(r.stalled_ms);
-        }
-        self.update_share();
-    }
-
     fn merge(&mut self, o: &Totals) {
         self.peers += o.peers;
         self.viewers += o.viewers;
