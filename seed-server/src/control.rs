@@ -167,6 +167,7 @@ impl SeedControl {
             SeedCommand::StartLive { name, source } => self.start_live(&name, &source),
             SeedCommand::StopLive { name } => self.stop_live(&name).await,
             SeedCommand::AddVod { file } => self.add_vod(&file),
+            SeedCommand::RemoveVod { name } => self.remove_vod(&name),
         };
         if outcome.ok {
             info!(message = %outcome.message, "command done");
@@ -305,6 +306,37 @@ impl SeedControl {
             ok: true,
             message,
             changed: false,
+        }
+    }
+
+    /// Unpublishes a VOD published on command: off the HTTP origin's list
+    /// (its files answer 404), out of the hub (no new WebRTC viewer), and
+    /// announced without it. The `--media` contents of the start stay.
+    fn remove_vod(&self, name: &str) -> Outcome {
+        let Some((_, added)) = &self.vod else {
+            return Outcome::refused("this seed publishes no VOD on command");
+        };
+        let removed = {
+            let mut a = added.write().unwrap_or_else(|e| e.into_inner());
+            let before = a.len();
+            a.retain(|p| p.content_id != name);
+            a.len() != before
+        };
+        if !removed {
+            return Outcome::refused(if lock(&self.keys).contains_key(name) {
+                format!("{name:?} is a live channel: stop it as such")
+            } else if self.hub.has(name) {
+                format!("{name:?} was published from the media folder at start: remove its file and restart the seed")
+            } else {
+                format!("no VOD {name:?} was published on this seed")
+            });
+        }
+        self.hub.remove(name);
+        info!(content = %name, "VOD unpublished on command");
+        Outcome {
+            ok: true,
+            message: format!("VOD {name} unpublished"),
+            changed: true,
         }
     }
 

@@ -318,4 +318,35 @@ async fn a_vod_file_of_the_media_folder_is_packaged_and_announced_by_command() {
         .await
         .unwrap();
     assert_eq!(m.status(), 200);
+
+    // Unpublished on command: refused for what it does not hold, then gone
+    // from the announcement, the hub and the HTTP origin.
+    link.send(&ServerMsg::SeedCommand {
+        id: 7,
+        command: SeedCommand::RemoveVod {
+            name: "nothing".into(),
+        },
+    });
+    let (ok, message, _) = result(&mut link, 7).await;
+    assert!(!ok && message.contains("no VOD"), "{message}");
+    link.send(&ServerMsg::SeedCommand {
+        id: 8,
+        command: SeedCommand::RemoveVod { name: id.clone() },
+    });
+    let (ok, message, seed) = result(&mut link, 8).await;
+    assert!(ok, "{message}");
+    let seed = seed.expect("the new announcement comes with the answer");
+    assert!(seed.contents.is_empty(), "{seed:?}");
+    assert!(!hub.has(id));
+    let index: Vec<shoal_seed::http::IndexEntry> = reqwest::get(format!("{origin}/vod/index.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(index.is_empty(), "{index:?}");
+    let m = reqwest::get(format!("{origin}/vod/{id}/manifest.json"))
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 404);
 }

@@ -25,7 +25,8 @@
 //!   (`{"match_enough": 40, "match_max": 50}`).
 //! - `POST /api/admin/channels` with `{"seed": ID, "kind": "live", "name":
 //!   N, "source": S}` or `{"seed": ID, "kind": "vod", "file": PATH}` and
-//!   `DELETE /api/admin/channels/{name}?seed=ID`: a command to a registered
+//!   `DELETE /api/admin/channels/{name}?seed=ID` (stops a live channel or
+//!   unpublishes a VOD): a command to a registered
 //!   seed, which checks it, carries it out and answers with its new
 //!   contents ([`swarm_proto::signal::SeedCommand`]).
 //! - `GET /metrics`: Prometheus metrics.
@@ -403,7 +404,8 @@ pub(crate) async fn create_channel(
     run_seed_command(app, req.seed, command).await
 }
 
-/// `DELETE /api/admin/channels/{name}?seed=ID`: stops a live channel.
+/// `DELETE /api/admin/channels/{name}?seed=ID`: stops a live channel, or
+/// unpublishes a VOD published on that seed.
 pub(crate) async fn delete_channel(
     AxState(app): AxState<AppState>,
     Path(name): Path<String>,
@@ -416,7 +418,15 @@ pub(crate) async fn delete_channel(
     let Ok(axum::extract::Query(q)) = query else {
         return error(StatusCode::BAD_REQUEST, "give the seed: `?seed=<seed id>`");
     };
-    run_seed_command(app, q.seed, SeedCommand::StopLive { name }).await
+    // A live channel of that seed is stopped, anything else unpublished
+    // as a VOD (the seed refuses what it does not hold).
+    let live = app.lock().seed_runs_live(&q.seed, &name);
+    let command = if live {
+        SeedCommand::StopLive { name }
+    } else {
+        SeedCommand::RemoveVod { name }
+    };
+    run_seed_command(app, q.seed, command).await
 }
 
 async fn run_seed_command(app: AppState, seed: String, command: SeedCommand) -> Response {

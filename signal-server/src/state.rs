@@ -337,6 +337,14 @@ impl State {
         Ok((id, rx))
     }
 
+    /// Whether the registered seed `seed_id` announces `name` as one of its
+    /// live channels.
+    pub fn seed_runs_live(&self, seed_id: &str, name: &str) -> bool {
+        (self.seed_ids.get(seed_id))
+            .and_then(|p| self.peers.get(p)?.seed.as_ref())
+            .is_some_and(|s| s.live.iter().any(|l| l.channel == name))
+    }
+
     /// Forgets a command whose caller stopped waiting.
     pub fn forget_command(&mut self, id: u64) {
         self.commands.remove(&id);

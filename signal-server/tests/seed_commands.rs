@@ -229,3 +229,82 @@ async fn answers_are_accepted_only_from_the_seed_asked_and_a_vod_is_accepted_at_
     .await;
     assert!(matches!(s2.recv().await, ServerMsg::Error { .. }));
 }
+
+#[tokio::test]
+async fn deleting_a_vod_channel_unpublishes_it_on_its_seed() {
+    let addr = start(config()).await;
+    let mut seed = Client::seed(addr, seed_info("s1", &["movie", "film2"])).await;
+    let mut viewer = Client::viewer(addr).await;
+    viewer.join("movie").await;
+
+    // Without the admin credential nothing reaches the seed.
+    let (status, _, _) = http(
+        addr,
+        "DELETE",
+        "/api/admin/channels/movie?seed=s1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    seed.ping().await;
+
+    let call = tokio::spawn(async move {
+        http(
+            addr,
+            "DELETE",
+            "/api/admin/channels/movie?seed=s1",
+            Some(ADMIN),
+            None,
+        )
+        .await
+    });
+    // Not one of the seed's live channels: unpublish it as a VOD.
+    let id = match seed.recv().await {
+        ServerMsg::SeedCommand {
+            id,
+            command: SeedCommand::RemoveVod { name },
+        } => {
+            assert_eq!(name, "movie");
+            id
+        }
+        other => panic!("expected remove_vod, got {other:?}"),
+    };
+    seed.send(&ClientMsg::SeedCommandResult {
+        id,
+        ok: true,
+        message: "VOD movie unpublished".into(),
+        seed: Some(seed_info("s1", &["film2"])),
+    })
+    .await;
+    let (status, _, body) = timeout(WAIT, call).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("unpublished"), "{body}");
+    // Its viewer hears the seed left; a new viewer is refused the channel.
+    match viewer.recv().await {
+        ServerMsg::PeerLeft { swarm, peer_id } => {
+            assert_eq!(
+                (swarm.as_str(), peer_id.as_str()),
+                ("movie", seed.peer_id.as_str())
+            )
+        }
+        other => panic!("expected peer_left, got {other:?}"),
+    }
+    let mut late = Client::viewer(addr).await;
+    late.send(&ClientMsg::Join {
+        swarm: "movie".into(),
+    })
+    .await;
+    assert!(
+        matches!(
+            late.recv().await,
+            ServerMsg::Refused {
+                reason: swarm_proto::signal::RefuseReason::UnknownChannel,
+                ..
+            }
+        ),
+        "the channel is gone"
+    );
+    // The seed's other content stays.
+    late.join("film2").await;
+}

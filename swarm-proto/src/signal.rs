@@ -363,6 +363,9 @@ pub enum SeedCommand {
     /// folder; the seed answers at once and announces the content
     /// ([`ClientMsg::SeedUpdate`]) when it is packaged.
     AddVod { file: String },
+    /// Unpublish VOD content `name` published on command: no longer served
+    /// over HTTP or WebRTC, no longer announced.
+    RemoveVod { name: String },
 }
 
 /// Longest `source` or `file` in a [`SeedCommand`].
@@ -631,7 +634,9 @@ impl SeedCommand {
                     });
                 }
             }
-            SeedCommand::StopLive { name } => check_name("name", name)?,
+            SeedCommand::StopLive { name } | SeedCommand::RemoveVod { name } => {
+                check_name("name", name)?
+            }
             SeedCommand::AddVod { file } => {
                 if file.is_empty() || file.len() > MAX_COMMAND_ARG_LEN {
                     return Err(SignalError::BadField {

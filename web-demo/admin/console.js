@@ -118,10 +118,12 @@
           var t = s.totals;
           [s.swarm, t.viewers, t.seeds, pct(t.p2p_share), mb(t.bytes_from_peers), mb(t.bytes_from_http), t.stalls].forEach(function (v) { cell(tr, v); });
           var td = cell(tr, "");
-          s.peers.filter(function (p) { return p.live && p.seed_id; }).forEach(function (p) {
+          s.peers.filter(function (p) { return p.seed_id; }).forEach(function (p) {
+            // A live channel is stopped; a VOD unpublished (the seed refuses
+            // those of its media folder at start).
             var b = document.createElement("button");
-            b.className = "stop";
-            b.textContent = "Stop on " + p.seed_id;
+            b.className = p.live ? "stop" : "unpublish";
+            b.textContent = (p.live ? "Stop on " : "Unpublish on ") + p.seed_id;
             b.onclick = function () { stopChannel(s.swarm, p.seed_id, b); };
             td.appendChild(b);
           });
