@@ -61,6 +61,9 @@ test('admin console: log in, see a viewer with charts, change settings, kick it'
     await admin.waitForSelector(row, { timeout: 15_000 });
     await waitFor(async () => (await admin.textContent('#channels tbody')).includes(vod.contentId), { what: 'channel listed' });
     assert.match(await admin.textContent('#seeds tbody'), /127\.0\.0\.1/);
+    // The seed's own report (sent right after its welcome, then every 5 s).
+    await waitFor(async () => /reporting/.test(await admin.textContent('#seeds tbody')), { what: 'seed report shown' });
+    assert.match(await admin.textContent('#seeds tbody'), /\d+ ok, \d+ interrupted/);
     await sleep(6000); // a few chart points
     const canvases = await admin.$$eval('.charts canvas', (c) => c.length);
     assert.ok(canvases >= 3, `three charts drawn (${canvases} canvases)`);
