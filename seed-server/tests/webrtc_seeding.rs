@@ -63,6 +63,15 @@ async fn viewer_gets_every_segment_from_the_seed_over_webrtc_via_signaling() {
             seed: Some(seed.clone())
         }
     );
+    // Its first report comes at once; a heartbeat within 2 s.
+    let first = timeout(Duration::from_secs(2), link.from_seed.recv())
+        .await
+        .expect("a report at once")
+        .unwrap();
+    assert!(matches!(
+        ClientMsg::decode(&first).unwrap(),
+        ClientMsg::SeedReport { .. }
+    ));
     let hb = timeout(Duration::from_secs(2), link.from_seed.recv())
         .await
         .expect("heartbeat within 2 s")
