@@ -7,6 +7,7 @@
 //! [`report`]. `npm run bench:sim` runs the shipped scenarios.
 
 pub mod net;
+pub mod queue;
 pub mod report;
 pub mod scenario;
 pub mod sim;

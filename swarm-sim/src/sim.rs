@@ -15,12 +15,12 @@
 //! size.
 
 use crate::net::{self, Micros, Paths, Pipe};
+use crate::queue::EventQueue;
 use crate::scenario::{Kind, Scenario};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use swarm_proto::engine::{Config, Engine, Input, MediaEvent, Output, PeerKey, Resource};
 use swarm_proto::live::{LiveConfig, LiveEngine, LiveManifest, LiveMeta, LIVE_MANIFEST_VERSION};
@@ -126,28 +126,6 @@ enum Ev {
     Sample,
 }
 
-struct Queued {
-    t: Micros,
-    n: u64,
-    ev: Ev,
-}
-impl PartialEq for Queued {
-    fn eq(&self, o: &Self) -> bool {
-        (self.t, self.n) == (o.t, o.n)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (o.t, o.n).cmp(&(self.t, self.n))
-    }
-}
-
 #[derive(Default)]
 struct Play {
     started: bool,
@@ -232,8 +210,7 @@ pub struct Sim<'a> {
     sc: &'a Scenario,
     opt: Options,
     rng: ChaCha8Rng,
-    q: BinaryHeap<Queued>,
-    n: u64,
+    q: EventQueue<Ev>,
     now: Micros,
     nodes: Vec<Node>,
     /// Viewers online, by content.
@@ -339,8 +316,7 @@ impl<'a> Sim<'a> {
             sc,
             opt,
             rng: ChaCha8Rng::seed_from_u64(sc.seed),
-            q: BinaryHeap::new(),
-            n: 0,
+            q: EventQueue::new(),
             now: 0,
             nodes: Vec::new(),
             members: vec![Vec::new(); n_content],
@@ -508,8 +484,7 @@ impl<'a> Sim<'a> {
     }
 
     fn push(&mut self, t: Micros, ev: Ev) {
-        self.n += 1;
-        self.q.push(Queued { t, n: self.n, ev });
+        self.q.push(t, ev);
     }
 
     /// Seed egress is counted when it leaves the seed's uplink (`sent`),
@@ -536,7 +511,7 @@ impl<'a> Sim<'a> {
 
     pub fn run(mut self) -> Outcome {
         let end = self.sc.duration_s * 1000 * MS;
-        while let Some(Queued { t, ev, .. }) = self.q.pop() {
+        while let Some((t, ev)) = self.q.pop() {
             if t > end {
                 break;
             }
