@@ -245,6 +245,10 @@ impl Engine {
                 if let Some(r) = self.peers.get_mut(&peer) {
                     r.buffered = bytes;
                 }
+                // Only serving a request reads it (`upload`): no pass of its
+                // own (drivers report it after every message sent); the next
+                // input runs the passes.
+                return;
             }
             Input::PeerRoute { peer, relayed } => {
                 if let Some(r) = self.peers.get_mut(&peer) {

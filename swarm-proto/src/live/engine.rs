@@ -232,6 +232,14 @@ pub struct LiveEngine {
     newest_at: Millis,
     refreshing: bool,
     refreshed_at: Option<Millis>,
+    /// Something the scheduling pass reads changed since it last ran (see
+    /// [`LiveEngine::handle_input`]).
+    dirty: bool,
+    /// After a full pass: the playhead position and the time before which
+    /// a clock input ([`Input::Playhead`], [`Input::Timeout`]) with nothing
+    /// dirty cannot make any pass decide anything new (see `find_wake`).
+    wake_pos: u64,
+    wake_at: Millis,
     out: VecDeque<Output>,
     meter: Meter,
     stats: Stats,
@@ -315,6 +323,9 @@ impl LiveEngine {
             newest_at: 0,
             refreshing: false,
             refreshed_at: None,
+            dirty: true,
+            wake_pos: 0,
+            wake_at: 0,
             out: VecDeque::new(),
             meter: Meter::default(),
             stats: Stats::default(),
@@ -447,9 +458,31 @@ impl LiveEngine {
         self.keep_windows();
     }
 
+    /// One input, then the housekeeping and scheduling passes.
+    ///
+    /// **Incremental scheduling.** A peer's message ([`Input::PeerData`])
+    /// runs the passes only if it changed something they read in a way that
+    /// can enable a new action (see `dirty`): a peer said hello, a peer
+    /// newly holds a segment we lack, a segment completed or was rejected,
+    /// a peer went away. The other messages (a want we serve, a piece in
+    /// the middle of a segment, an announcement of what we hold or of a
+    /// description still being checked) cannot make the pass decide
+    /// anything new, so skipping it changes no decision. Every other input
+    /// runs the passes: time-driven decisions (timeouts, retries, a segment
+    /// becoming due) wait at most for the next [`Input::Timeout`] (the
+    /// driver's [`LiveEngine::poll_timeout`], at most 100 ms for a viewer)
+    /// or [`Input::Playhead`].
+    ///
+    /// A clock input ([`Input::Playhead`], [`Input::Timeout`]) with nothing
+    /// dirty runs only the steering (latency, rate, gaps) until the playhead
+    /// or the clock reaches the first threshold where a pass could decide
+    /// something (a segment becoming urgent or critical, a want or a peer
+    /// timing out, a retry, a segment leaving the window: `find_wake`).
     pub fn handle_input(&mut self, now: Millis, input: Input<'_>) {
         self.now = self.now.max(now);
         self.started_at.get_or_insert(now);
+        let from_peer = matches!(input, Input::PeerData { .. });
+        let clock = matches!(input, Input::Playhead { .. } | Input::Timeout);
         match input {
             Input::PeerConnected {
                 peer,
@@ -506,6 +539,18 @@ impl LiveEngine {
             Input::Loaded { .. } | Input::LoadFailed { .. } => {}
             Input::Timeout => {}
         }
+        if from_peer && !self.dirty {
+            return;
+        }
+        if clock && !self.dirty && self.quiet() {
+            let before = (self.next_append, self.seeked);
+            self.steer();
+            if (self.next_append, self.seeked) == before {
+                return;
+            }
+            // It jumped: the full passes follow.
+        }
+        self.dirty = false;
         self.close_idle_peers();
         self.expire_incoming();
         if !self.seeding {
@@ -514,6 +559,46 @@ impl LiveEngine {
             self.steer();
         }
         self.keep_windows();
+        self.find_wake();
+    }
+
+    /// Whether the last full pass's thresholds are still ahead.
+    fn quiet(&self) -> bool {
+        !self.seeding && self.seeked && self.position_ms < self.wake_pos && self.now < self.wake_at
+    }
+
+    /// The thresholds of [`LiveEngine::quiet`], after a full pass (the
+    /// scheduling pass left its own in `wake_pos` and `wake_at`).
+    fn find_wake(&mut self) {
+        let mut at = self.wake_at;
+        let mut pos = self.wake_pos;
+        let min_at = |a: &mut Millis, b: Millis| *a = (*a).min(b);
+        for i in self.incoming.values() {
+            min_at(&mut at, i.since + self.cfg.want_timeout_ms + 1);
+        }
+        for r in self.peers.values() {
+            min_at(&mut at, r.last_heard + self.cfg.idle_timeout_ms + 1);
+        }
+        for &t in self.http_retry_at.values() {
+            min_at(&mut at, t);
+        }
+        if !self.refreshing {
+            let since = self.newest_at.max(self.started_at.unwrap_or(0));
+            let quiet_at = since + self.manifest.segment_ms as u64 + REFRESH_SLACK_MS;
+            let again = self.refreshed_at.map_or(0, |t| t + REFRESH_EVERY_MS);
+            min_at(&mut at, quiet_at.max(again));
+        }
+        // A stored segment or description leaves the window, media leaves
+        // the buffer.
+        for m in self.metas.values() {
+            pos = pos.min(m.end_ms() + self.cfg.behind_ms + 1);
+        }
+        for s in self.in_media.iter() {
+            let end = self.metas.get(s).map_or(0, LiveMeta::end_ms);
+            pos = pos.min(end + self.cfg.media_behind_ms);
+        }
+        self.wake_at = at;
+        self.wake_pos = pos;
     }
 
     fn send(&mut self, peer: PeerKey, msg: &Message<'_>) {
@@ -618,6 +703,7 @@ impl LiveEngine {
         if self.peers.remove(&peer).is_none() {
             return;
         }
+        self.dirty = true;
         let gone: Vec<u32> = (self.incoming.iter())
             .filter(|(_, i)| i.from == peer)
             .map(|(&s, _)| s)
@@ -661,6 +747,7 @@ impl LiveEngine {
                     return self.drop_peer(peer, reason);
                 }
                 r.hello = true;
+                self.dirty = true;
             }
             Message::LiveMeta(m) => self.on_meta(Some(peer), m, false),
             // Only seeds push (viewers announce, then are asked): a viewer's
@@ -718,7 +805,15 @@ impl LiveEngine {
             }
             if let Some(p) = from {
                 if let Some(r) = self.peers.get_mut(&p) {
-                    r.holds.insert(m.seq);
+                    // A new holder of a segment we lack may be wanted.
+                    if r.holds.insert(m.seq) && !self.store.contains_key(&m.seq) {
+                        self.dirty = true;
+                    }
+                    // Bounded here too: passes may be skipped.
+                    if r.holds.len() > self.cfg.max_segments {
+                        let first = *r.holds.iter().next().expect("not empty");
+                        r.holds.remove(&first);
+                    }
                 }
                 if push {
                     self.accept_push(p, m);
@@ -816,6 +911,7 @@ impl LiveEngine {
         if busy || self.seeding {
             return;
         }
+        self.dirty = true;
         self.incoming.insert(
             m.seq,
             Incoming {
@@ -852,6 +948,7 @@ impl LiveEngine {
         if !ours {
             return;
         }
+        self.dirty = true;
         self.incoming.remove(&seq);
         if let Some(r) = self.peers.get_mut(&peer) {
             r.wants = r.wants.saturating_sub(1);
@@ -905,6 +1002,7 @@ impl LiveEngine {
         let Some(inc) = self.incoming.remove(&seq) else {
             return;
         };
+        self.dirty = true;
         let meta = self.metas[&seq];
         if let Some(r) = self.peers.get_mut(&inc.from) {
             if !inc.pushed {
@@ -923,6 +1021,7 @@ impl LiveEngine {
     }
 
     fn accept(&mut self, seq: u32, data: Arc<[u8]>) {
+        self.dirty = true;
         self.http_retry_at
             .remove(&Resource::Segment(SegmentId(seq)));
         self.store.insert(seq, data);
@@ -1088,6 +1187,8 @@ impl LiveEngine {
     }
 
     fn schedule(&mut self) {
+        self.wake_pos = u64::MAX;
+        self.wake_at = Millis::MAX;
         self.refresh_if_quiet();
         if self.init_data.is_none() {
             self.http_fetch(Resource::Init);
@@ -1130,6 +1231,16 @@ impl LiveEngine {
             } else {
                 due < self.cfg.urgent_ms
             };
+            if startup_seg && !startup_over {
+                let until = self.started_at.unwrap_or(self.now) + self.cfg.startup_wait_ms;
+                self.wake_at = self.wake_at.min(until);
+            } else if !urgent {
+                let from = meta.start_ms - self.cfg.urgent_ms + 1;
+                self.wake_pos = self.wake_pos.min(from);
+            } else if !startup_seg && due >= self.cfg.critical_ms {
+                let from = meta.start_ms.saturating_sub(self.cfg.critical_ms) + 1;
+                self.wake_pos = self.wake_pos.min(from);
+            }
             if urgent {
                 if let Some(k) = self.holder(seq, true) {
                     self.want(k, meta);
@@ -1272,6 +1383,14 @@ impl LiveEngine {
         };
         let lo = reference.saturating_sub(self.cfg.behind_ms);
         let keep_from = self.next_append.unwrap_or(u32::MAX);
+        // Nothing old (the common case): skip the scans below.
+        let any_old = (self.metas.iter()).any(|(&s, m)| m.end_ms() < lo && s < keep_from);
+        if !any_old
+            && self.store.len() <= self.cfg.max_segments
+            && self.metas.len() <= self.cfg.max_segments
+        {
+            return self.trim_holds_and_media();
+        }
         let metas = &self.metas;
         let old = |s: &u32| metas.get(s).is_some_and(|m| m.end_ms() < lo) && *s < keep_from;
         let gone: Vec<u32> = self.store.iter().map(|(&s, _)| s).filter(old).collect();
@@ -1291,6 +1410,12 @@ impl LiveEngine {
         while self.metas.len() > self.cfg.max_segments {
             crate::engine::maps::pop_first(&mut self.metas);
         }
+        self.trim_holds_and_media();
+    }
+
+    /// Each peer's announced holdings within the believed descriptions, and
+    /// the media buffer.
+    fn trim_holds_and_media(&mut self) {
         let oldest = self.metas.first().map_or(0, |(&s, _)| s);
         let max = self.cfg.max_segments;
         for (_, r) in self.peers.iter_mut() {
@@ -1303,7 +1428,15 @@ impl LiveEngine {
     }
 
     fn trim_media(&mut self) {
+        if !self.seeked {
+            return;
+        }
         let lo = self.position_ms.saturating_sub(self.cfg.media_behind_ms);
+        let metas = &self.metas;
+        let is_old = |s: &u32| metas.get(s).is_none_or(|m| m.end_ms() <= lo);
+        if !self.in_media.iter().any(is_old) {
+            return;
+        }
         let old: Vec<u32> = (self.in_media.iter())
             .copied()
             .filter(|s| self.metas.get(s).is_none_or(|m| m.end_ms() <= lo))
