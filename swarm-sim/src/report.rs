@@ -65,8 +65,8 @@ pub fn details(f: &Figures) -> String {
     );
     let _ = writeln!(
         s,
-        "  churn            {} joins, {} leaves; {} connections, {} offers blocked by NAT, {} peers dropped",
-        f.joins, f.leaves, f.connections, f.nat_blocked, f.peers_dropped
+        "  churn            {} joins, {} leaves; {} connections, {} offers blocked by NAT, {} peers dropped, {} HTTP fetches refused (503)",
+        f.joins, f.leaves, f.connections, f.nat_blocked, f.peers_dropped, f.http_refused
     );
     let _ = writeln!(
         s,

@@ -118,6 +118,11 @@ pub struct Seeds {
     pub capacity: usize,
     /// Live: viewers each new segment is pushed to.
     pub push_copies: usize,
+    /// Admission control of the HTTP origin: a fetch arriving while the
+    /// seed's uplink queue is longer than this is answered 503 (the viewer
+    /// sees `HttpFailed` one round trip later and retries after
+    /// `http_retry_ms`, asking peers meanwhile). None: every fetch queues.
+    pub http_max_queue_ms: Option<u64>,
 }
 
 impl Default for Seeds {
@@ -127,6 +132,7 @@ impl Default for Seeds {
             upload_mbps: 100,
             capacity: 200,
             push_copies: 1,
+            http_max_queue_ms: None,
         }
     }
 }
@@ -210,6 +216,13 @@ pub struct EngineTweaks {
     pub want_timeout_ms: Option<u64>,
     /// Live: `LiveConfig::max_failed_wants`.
     pub max_failed_wants: Option<u32>,
+    /// Live: `LiveConfig::max_upload_queue_ms` (upload queues bounded in
+    /// time at the measured uplink rate).
+    pub max_upload_queue_ms: Option<u64>,
+    /// Live: `LiveConfig::urgent_ms` and `critical_ms` (when a missing
+    /// segment goes to a seed peer, then to HTTP).
+    pub urgent_ms: Option<u64>,
+    pub critical_ms: Option<u64>,
 }
 
 fn d_seed() -> u64 {

@@ -76,6 +76,8 @@ pub struct Figures {
     pub nat_blocked: u64,
     pub connections: u64,
     pub peers_dropped: u64,
+    /// HTTP fetches the origin refused (503, admission control).
+    pub http_refused: u64,
     pub http_share: f64,
     pub events: u64,
     /// Stored segment bytes of every engine at the end, over viewers online.
@@ -108,6 +110,11 @@ enum Ev {
         to: u32,
         res: Resource,
         seed: u32,
+    },
+    /// The origin answered 503 (admission control).
+    HttpRefused {
+        to: u32,
+        res: Resource,
     },
     Loaded {
         seed: u32,
@@ -199,6 +206,7 @@ struct Acc {
     nat_blocked: u64,
     connections: u64,
     dropped: u64,
+    http_refused: u64,
 }
 
 struct Content {
@@ -288,6 +296,15 @@ impl<'a> Sim<'a> {
         }
         if let Some(x) = t.max_failed_wants {
             live_cfg.max_failed_wants = x;
+        }
+        if let Some(x) = t.max_upload_queue_ms {
+            live_cfg.max_upload_queue_ms = x;
+        }
+        if let Some(x) = t.urgent_ms {
+            live_cfg.urgent_ms = x;
+        }
+        if let Some(x) = t.critical_ms {
+            live_cfg.critical_ms = x;
         }
         if let Some(x) = t.behind_ms {
             live_cfg.behind_ms = x;
@@ -576,6 +593,12 @@ impl<'a> Sim<'a> {
                 let data = self.resource_bytes(to, res);
                 let c = self.nodes[to as usize].content;
                 self.input(to, c, Input::HttpDone { res, data });
+            }
+            Ev::HttpRefused { to, res } => {
+                if self.nodes[to as usize].online {
+                    let c = self.nodes[to as usize].content;
+                    self.input(to, c, Input::HttpFailed { res });
+                }
             }
             Ev::Loaded { seed, content, seg } => {
                 let p = self.vod_pattern(content, seg.index());
@@ -1053,6 +1076,17 @@ impl<'a> Sim<'a> {
                 let size = self.resource_len(i, res);
                 let v = self.vsize_payload(size);
                 let lat = self.sc.network.http_ms * MS;
+                let queue = self.nodes[seed as usize]
+                    .up
+                    .free_at
+                    .saturating_sub(now + lat);
+                if (self.sc.seeds.http_max_queue_ms).is_some_and(|max| queue > max * MS) {
+                    if self.measuring() {
+                        self.acc.http_refused += 1;
+                    }
+                    self.push(now + 2 * lat, Ev::HttpRefused { to: i, res });
+                    return;
+                }
                 let (s, n) = pair_mut(&mut self.nodes, seed as usize, i as usize);
                 let t = net::transfer(&mut s.up, n.down.as_mut(), now + lat, lat, v);
                 let sent = s.up.free_at;
@@ -1386,6 +1420,7 @@ impl<'a> Sim<'a> {
             nat_blocked: a.nat_blocked,
             connections: a.connections,
             peers_dropped: a.dropped,
+            http_refused: a.http_refused,
             http_share: a.http_in as f64 / all.max(1.0),
             events: self.events,
             stored_bytes_per_viewer: stored / online.len().max(1) as u64,

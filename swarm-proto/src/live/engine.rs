@@ -100,6 +100,12 @@ pub struct LiveConfig {
     /// refused: the asker takes the segment from another holder, so a
     /// slow uplink does not make everyone wait in its queue.
     pub max_upload_backlog: u64,
+    /// A viewer refuses a want when its upload queue (bytes queued toward
+    /// all peers, plus the segment) would take longer than this to drain
+    /// at its measured uplink rate: the asker takes it from a faster holder
+    /// instead of waiting seconds in a slow queue. 0: off (only the byte
+    /// bounds apply), as until the rate is known.
+    pub max_upload_queue_ms: u64,
     pub max_banned: usize,
     pub idle_timeout_ms: u64,
     /// Unsolicited pieces a viewer may send before it is dropped.
@@ -135,6 +141,7 @@ impl Default for LiveConfig {
             max_peers: 20,
             max_buffered_bytes: 4 << 20,
             max_upload_backlog: 384 << 10,
+            max_upload_queue_ms: 0,
             max_banned: 1024,
             idle_timeout_ms: 60_000,
             max_unsolicited: 256,
@@ -183,6 +190,8 @@ enum CheckOf {
     },
 }
 
+/// The uplink rate is measured over windows this long.
+const RATE_WINDOW_MS: u64 = 1000;
 /// Announcers remembered per description being checked.
 const MAX_ANNOUNCERS: usize = 8;
 /// Sequences scanned ahead of the next append each round.
@@ -235,6 +244,14 @@ pub struct LiveEngine {
     /// Something the scheduling pass reads changed since it last ran (see
     /// [`LiveEngine::handle_input`]).
     dirty: bool,
+    /// Our uplink: bytes drained from the queues toward peers (as the
+    /// driver's [`Input::PeerBuffered`] reports show) since `rate_since`,
+    /// whether the queues were non-empty when that window began, and the
+    /// rate measured (bytes/s, 0 until known).
+    drained: u64,
+    rate_since: Millis,
+    window_busy: bool,
+    up_rate: u64,
     /// After a full pass: the playhead position and the time before which
     /// a clock input ([`Input::Playhead`], [`Input::Timeout`]) with nothing
     /// dirty cannot make any pass decide anything new (see `find_wake`).
@@ -324,6 +341,10 @@ impl LiveEngine {
             refreshing: false,
             refreshed_at: None,
             dirty: true,
+            drained: 0,
+            rate_since: 0,
+            window_busy: false,
+            up_rate: 0,
             wake_pos: 0,
             wake_at: 0,
             out: VecDeque::new(),
@@ -495,8 +516,10 @@ impl LiveEngine {
             }
             Input::PeerBuffered { peer, bytes } => {
                 if let Some(r) = self.peers.get_mut(&peer) {
+                    self.drained += r.buffered.saturating_sub(bytes);
                     r.buffered = bytes;
                 }
+                self.measure_uplink();
                 // A counter the next want or scheduling pass reads: no pass
                 // of its own (drivers report it after every message sent).
                 return;
@@ -560,6 +583,32 @@ impl LiveEngine {
         }
         self.keep_windows();
         self.find_wake();
+    }
+
+    /// The uplink rate, over windows of [`RATE_WINDOW_MS`]: a window whose
+    /// queues were non-empty at both ends measured the uplink itself (an
+    /// average with the rate known); any other only shows it is at least
+    /// that fast.
+    fn measure_uplink(&mut self) {
+        let dt = self.now.saturating_sub(self.rate_since);
+        if dt < RATE_WINDOW_MS {
+            return;
+        }
+        let backlog: u64 = self.peers.values().map(|r| r.buffered).sum();
+        let sample = self.drained * 1000 / dt;
+        self.up_rate = if self.window_busy && backlog > 0 && self.up_rate > 0 {
+            (self.up_rate * 3 + sample) / 4
+        } else {
+            self.up_rate.max(sample)
+        };
+        self.drained = 0;
+        self.rate_since = self.now;
+        self.window_busy = backlog > 0;
+    }
+
+    /// The measured uplink rate, bytes/s (0: not known yet).
+    pub fn uplink_rate(&self) -> u64 {
+        self.up_rate
     }
 
     /// Whether the last full pass's thresholds are still ahead.
@@ -930,12 +979,17 @@ impl LiveEngine {
         let meta = self.metas.get(&seq).copied();
         let backlog: u64 = self.peers.values().map(|r| r.buffered).sum();
         let r = self.peers.get(&peer).expect("caller checked");
+        // Time to drain the queues with this segment, at the measured rate.
+        let (max_ms, rate) = (self.cfg.max_upload_queue_ms, self.up_rate);
+        let in_time =
+            |len: u64| max_ms == 0 || rate == 0 || (backlog + len) * 1000 / rate <= max_ms;
         match (data, meta) {
             (Some(data), Some(meta))
                 if r.buffered + data.len() as u64 <= self.cfg.max_buffered_bytes
                     && (self.seeding
                         || backlog == 0
-                        || backlog + data.len() as u64 <= self.cfg.max_upload_backlog) =>
+                        || (backlog + data.len() as u64 <= self.cfg.max_upload_backlog
+                            && in_time(data.len() as u64))) =>
             {
                 self.send_pieces(peer, &meta, &data)
             }
