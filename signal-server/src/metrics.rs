@@ -27,6 +27,11 @@ pub struct Metrics {
     /// Viewer-to-peer connection attempts reported, by outcome (a route, or
     /// failed).
     pub conn_results: Family<Labels, Counter>,
+    /// Peer lists drawn for joins and `get_peers`.
+    pub peer_picks: Counter,
+    /// Swarm members looked at to draw those lists (bounded per pick,
+    /// whatever the swarm's size).
+    pub peer_pick_examined: Counter,
     peers: Family<Labels, Gauge>,
     swarms: Gauge,
     reported_bytes: Family<Labels, Gauge>,
@@ -49,6 +54,8 @@ impl Default for Metrics {
             limits: Family::default(),
             frames: Counter::default(),
             conn_results: Family::default(),
+            peer_picks: Counter::default(),
+            peer_pick_examined: Counter::default(),
             peers: Family::default(),
             swarms: Gauge::default(),
             reported_bytes: Family::default(),
@@ -86,6 +93,16 @@ impl Default for Metrics {
             "conn_results",
             "Peer connection attempts viewers reported, by outcome (host, srflx, prflx, relay, failed)",
             m.conn_results.clone(),
+        );
+        registry.register(
+            "peer_picks",
+            "Peer lists drawn for joins and get_peers",
+            m.peer_picks.clone(),
+        );
+        registry.register(
+            "peer_pick_examined",
+            "Swarm members looked at to draw peer lists (bounded per pick whatever the swarm's size)",
+            m.peer_pick_examined.clone(),
         );
         registry.register("peers", "Connected clients, by role", m.peers.clone());
         registry.register("swarms", "Swarms (channels with members)", m.swarms.clone());

@@ -1132,8 +1132,15 @@ impl State {
         // A bounded random draw, same group first: never the whole swarm.
         let my_group = self.peers.get(me).map_or("", |p| p.group.as_str());
         let k = MATCH_SAMPLE_MIN.max(self.rule.max.saturating_mul(4));
-        let sample =
-            (entry.viewers).sample(me, my_group, k, self.rule.enough_same_group, &mut self.rng);
+        let (sample, examined) = (entry.viewers).sample_counted(
+            me,
+            my_group,
+            k,
+            self.rule.enough_same_group,
+            &mut self.rng,
+        );
+        self.metrics.peer_picks.inc();
+        self.metrics.peer_pick_examined.inc_by(examined as u64);
         let candidates: Vec<Candidate> = sample
             .into_iter()
             .filter(|id| *id != me && !self.conns.failed_recently(me, id, now))

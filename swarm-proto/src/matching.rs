@@ -165,9 +165,26 @@ impl MemberIndex {
         enough_same_group: usize,
         rng: &mut R,
     ) -> Vec<&str> {
+        self.sample_counted(me, group, k, enough_same_group, rng).0
+    }
+
+    /// [`MemberIndex::sample`], also returning how many members it looked
+    /// at: at most `2k + 1 + enough_same_group`, whatever the swarm's size
+    /// (the second draw only happens while the asker's group holds fewer
+    /// than `enough_same_group` others).
+    pub fn sample_counted<R: Rng>(
+        &self,
+        me: &str,
+        group: &str,
+        k: usize,
+        enough_same_group: usize,
+        rng: &mut R,
+    ) -> (Vec<&str>, usize) {
         let mut out: Vec<&str> = Vec::new();
+        let mut examined = 0;
         if let Some(g) = self.groups.get(group) {
             for i in distinct_indices(g.len(), k.saturating_add(1), rng) {
+                examined += 1;
                 if g[i] != me && out.len() < k {
                     out.push(&g[i]);
                 }
@@ -178,6 +195,7 @@ impl MemberIndex {
             let want = k.saturating_add(self.group_len(group));
             let mut others = 0;
             for i in distinct_indices(self.all.len(), want, rng) {
+                examined += 1;
                 let id = self.all[i].as_str();
                 if others < k && self.pos.get(id).is_some_and(|p| p.0 != group) {
                     out.push(id);
@@ -185,7 +203,7 @@ impl MemberIndex {
                 }
             }
         }
-        out
+        (out, examined)
     }
 }
 
@@ -320,6 +338,37 @@ mod tests {
         let a = ix.sample("p1", "big", 50, 40, &mut rng);
         let b = ix.sample("p1", "big", 50, 40, &mut rng);
         assert_ne!(a, b);
+    }
+
+    #[wasm_bindgen_test(unsupported = test)]
+    fn a_sample_looks_at_a_bounded_number_of_members_whatever_the_swarm() {
+        let (k, enough) = (200, 40);
+        let bound = 2 * k + 1 + enough;
+        let mut rng = SmallRng::seed_from_u64(5);
+        for n in [1_000usize, 50_000] {
+            let mut ix = MemberIndex::default();
+            for i in 0..n {
+                // 10 big groups, a small one (every 997th), a tiny one.
+                let g = match i {
+                    _ if i % 997 == 0 => "small".to_owned(),
+                    _ if i < 3 => "tiny".to_owned(),
+                    _ => format!("g{}", i % 10),
+                };
+                ix.insert(&format!("p{i}"), &g);
+            }
+            for (me, g) in [("x", "g3"), ("x", "small"), ("x", "tiny"), ("x", "none")] {
+                let (s, examined) = ix.sample_counted(me, g, k, enough, &mut rng);
+                assert!(
+                    examined <= bound,
+                    "{examined} members examined for {g} among {n} (bound {bound})"
+                );
+                assert!(examined >= s.len(), "{examined} < {}", s.len());
+            }
+            // A group with enough: one draw of at most k + 1, nothing
+            // from the rest of the swarm.
+            let (_, examined) = ix.sample_counted("p13", "g3", k, enough, &mut rng);
+            assert_eq!(examined, (k + 1).min(ix.group_len("g3")));
+        }
     }
 
     #[wasm_bindgen_test(unsupported = test)]
