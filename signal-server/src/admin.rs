@@ -15,7 +15,7 @@
 //!   capacity, uptime) with its last own report (uptime, bytes in and out
 //!   over WebRTC and HTTP, viewers, channels ok/interrupted, cache use) and
 //!   `stale` when no report came for 15 s.
-//! - `GET /api/admin/channels`: every swarm with its members and totals
+//! - `GET /api/admin/channels`: every swarm with its status (live, interrupted, vod, no_seed), members and totals
 //!   (bytes, P2P share, stalls).
 //! - `GET /api/admin/events`: the last events (hellos, refusals, kicks,
 //!   removals, settings).

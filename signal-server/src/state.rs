@@ -1277,6 +1277,7 @@ impl State {
                 budget -= peers.len();
                 SwarmView {
                     swarm: name.clone(),
+                    status: self.channel_status(name, &e.members),
                     members: e.members.len(),
                     peers,
                     totals: e.sums.totals(),
@@ -1292,6 +1293,34 @@ impl State {
                 seeds: self.peers.len() - self.viewer_count,
             },
             totals,
+        }
+    }
+
+    /// A channel's state from its seeds (bounded: seeds only): live while
+    /// one of the seeds running it live does not report it interrupted.
+    fn channel_status(&self, name: &str, members: &BTreeSet<String>) -> ChannelStatus {
+        let mut seeds = (self.seed_ids.values())
+            .filter(|id| members.contains(*id))
+            .filter_map(|id| self.peers.get(id))
+            .peekable();
+        if seeds.peek().is_none() {
+            return ChannelStatus::NoSeed;
+        }
+        let mut live = seeds
+            .filter(|p| {
+                (p.seed.as_ref()).is_some_and(|s| s.live.iter().any(|l| l.channel == name))
+            })
+            .peekable();
+        if live.peek().is_none() {
+            return ChannelStatus::Vod;
+        }
+        let ok = live.any(|p| {
+            !(p.seed_report.as_ref()).is_some_and(|(r, _)| r.interrupted.iter().any(|c| c == name))
+        });
+        if ok {
+            ChannelStatus::Live
+        } else {
+            ChannelStatus::Interrupted
         }
     }
 
@@ -1365,9 +1394,24 @@ pub struct Connected {
     pub seeds: usize,
 }
 
+/// What a channel's seeds say about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelStatus {
+    /// A seed runs it live and does not report its source interrupted.
+    Live,
+    /// Every seed running it live reports its source interrupted.
+    Interrupted,
+    /// Seeds hold it as a VOD, ready.
+    Vod,
+    /// No seed holds it (viewers only).
+    NoSeed,
+}
+
 #[derive(Debug, Serialize)]
 pub struct SwarmView {
     pub swarm: String,
+    pub status: ChannelStatus,
     /// Its members (`peers` lists some of them when there are many).
     pub members: usize,
     pub peers: Vec<PeerView>,

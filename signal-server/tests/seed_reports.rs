@@ -166,3 +166,62 @@ async fn a_seed_that_stops_reporting_is_shown_stale() {
     seed.ping().await;
     assert_eq!(admin_seeds(addr).await["seeds"][0]["stale"], false);
 }
+
+async fn channel_status(addr: std::net::SocketAddr) -> std::collections::BTreeMap<String, String> {
+    let (status, _, body) = http(addr, "GET", "/api/admin/channels", Some(ADMIN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (v["swarms"].as_array().unwrap().iter())
+        .map(|s| {
+            let st = s["status"].as_str().unwrap_or_else(|| panic!("{s}"));
+            (s["swarm"].as_str().unwrap().to_owned(), st.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_channels_view_shows_each_channels_status_from_its_seeds_reports() {
+    let addr = start(config(60_000)).await;
+    let mut info = seed_info("s1", &["movie", "news", "sport"]);
+    for ch in ["news", "sport"] {
+        info.live.push(swarm_proto::signal::LiveChannelInfo {
+            channel: ch.into(),
+            public_key: "ab".repeat(32),
+        });
+    }
+    let mut seed = Client::seed(addr, info).await;
+    let mut viewer = Client::viewer(addr).await;
+    viewer.join("chat").await;
+    let st = channel_status(addr).await;
+    let want = |pairs: &[(&str, &str)]| {
+        (pairs.iter())
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        st,
+        want(&[
+            ("chat", "no_seed"),
+            ("movie", "vod"),
+            ("news", "live"),
+            ("sport", "live")
+        ])
+    );
+    // The seed reports "news" interrupted: only that one changes.
+    seed.send(&ClientMsg::SeedReport { report: report(1) }).await;
+    seed.ping().await;
+    let st = channel_status(addr).await;
+    assert_eq!(st["news"], "interrupted");
+    assert_eq!((st["sport"].as_str(), st["movie"].as_str()), ("live", "vod"));
+    // Back: its next report no longer names it.
+    seed.send(&ClientMsg::SeedReport {
+        report: SeedReport {
+            channels_interrupted: 0,
+            interrupted: Vec::new(),
+            ..report(2)
+        },
+    })
+    .await;
+    seed.ping().await;
+    assert_eq!(channel_status(addr).await["news"], "live");
+}

@@ -61,6 +61,12 @@ test('admin console: log in, see a viewer with charts, change settings, kick it'
     await admin.waitForSelector(row, { timeout: 15_000 });
     await waitFor(async () => (await admin.textContent('#channels tbody')).includes(vod.contentId), { what: 'channel listed' });
     assert.match(await admin.textContent('#seeds tbody'), /127\.0\.0\.1/);
+    // Each channel's status: the seed holds this one as a VOD.
+    const channelStatus = (name) => admin.$$eval('#channels tbody tr', (rows, n) => {
+      const r = rows.find((tr) => tr.cells[0].textContent === n);
+      return r ? r.cells[1].textContent : null;
+    }, name);
+    assert.equal(await channelStatus(vod.contentId), 'vod');
     // The seed's own report (sent right after its welcome, then every 5 s).
     await waitFor(async () => /reporting/.test(await admin.textContent('#seeds tbody')), { what: 'seed report shown' });
     assert.match(await admin.textContent('#seeds tbody'), /\d+ ok, \d+ interrupted/);
@@ -88,6 +94,7 @@ test('admin console: log in, see a viewer with charts, change settings, kick it'
     const stop = '#channels button.stop';
     await waitFor(async () => (await admin.textContent('#channels tbody')).includes('e2e-news') && (await admin.$(stop)) !== null,
       { timeoutMs: 10_000, what: 'new live channel listed with a Stop button' });
+    assert.match(await channelStatus('e2e-news'), /^(live|interrupted)$/);
     const seeds = await fetchJson(new URL('/api/seeds', servers.signalUrl).toString());
     assert.ok(seeds.seeds.some((s) => s.live?.some((l) => l.channel === 'e2e-news' && l.public_key.length === 64)), 'the seed announces the channel key');
 

@@ -116,7 +116,7 @@
         record(channels, viewers);
         fill("channels", channels.swarms, function (tr, s) {
           var t = s.totals;
-          [s.swarm, t.viewers, t.seeds, pct(t.p2p_share), mb(t.bytes_from_peers), mb(t.bytes_from_http), t.stalls].forEach(function (v) { cell(tr, v); });
+          [s.swarm, (s.status || "").replace("_", " "), t.viewers, t.seeds, pct(t.p2p_share), mb(t.bytes_from_peers), mb(t.bytes_from_http), t.stalls].forEach(function (v) { cell(tr, v); });
           var td = cell(tr, "");
           s.peers.filter(function (p) { return p.seed_id; }).forEach(function (p) {
             // A live channel is stopped; a VOD unpublished (the seed refuses
