@@ -982,6 +982,8 @@ impl State {
                     r.stalled_ms = r.stalled_ms.saturating_add(e.report.stalled_ms);
                     r.peers = r.peers.max(e.report.peers);
                     r.startup_ms = r.startup_ms.or(e.report.startup_ms);
+                    // The worst of its live channels.
+                    r.latency_ms = r.latency_ms.max(e.report.latency_ms);
                 }
                 AdminViewer {
                     peer_id: id.clone(),

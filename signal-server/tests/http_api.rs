@@ -38,6 +38,7 @@ async fn api_swarms_lists_peers_roles_groups_reports_and_totals() {
         startup_ms: Some(800),
         stalls: 1,
         stalled_ms: 250,
+        latency_ms: None,
     };
     a.send(&ClientMsg::Report {
         swarm: "movie".into(),
@@ -110,6 +111,7 @@ async fn reports_with_huge_counters_saturate_the_totals_instead_of_overflowing()
         startup_ms: Some(u64::MAX),
         stalls: u32::MAX,
         stalled_ms: u64::MAX,
+        latency_ms: None,
     };
     for c in [&mut a, &mut b] {
         c.join("movie").await;

@@ -178,6 +178,25 @@ pub struct PeerReport {
     pub startup_ms: Option<u64>,
     pub stalls: u32,
     pub stalled_ms: u64,
+    /// Live: wall clock minus the capture time of the frame at the
+    /// playhead (the player's `stats().latencyMs`), when known; at most
+    /// [`MAX_REPORT_LATENCY_MS`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+impl PeerReport {
+    /// Refuses an unbelievable live latency (a bug or a lie), named.
+    pub fn check(&self) -> Result<(), SignalError> {
+        match self.latency_ms {
+            Some(v) if v > MAX_REPORT_LATENCY_MS => Err(SignalError::Absurd {
+                field: "report.latency_ms",
+                value: v,
+                max: MAX_REPORT_LATENCY_MS,
+            }),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -254,6 +273,9 @@ pub enum ClientMsg {
 /// a seed whose last report is older than [`SEED_REPORT_STALE_MS`] as stale.
 pub const SEED_REPORT_EVERY_MS: u64 = 5_000;
 pub const SEED_REPORT_STALE_MS: u64 = 3 * SEED_REPORT_EVERY_MS;
+/// Most live latency a viewer may report (an hour: a live player that far
+/// behind is broken).
+pub const MAX_REPORT_LATENCY_MS: u64 = 3_600_000;
 /// Bounds past which a [`SeedReport`] value is absurd and refused: a
 /// century of uptime, an exbibyte, a million viewers on one seed, a pebibyte
 /// of cache.
@@ -677,7 +699,10 @@ impl ClientMsg {
                 check_name("swarm", swarm)?;
                 check_name("to", to)?;
             }
-            ClientMsg::Report { swarm, .. } => check_name("swarm", swarm)?,
+            ClientMsg::Report { swarm, report } => {
+                check_name("swarm", swarm)?;
+                report.check()?;
+            }
             ClientMsg::ConnResult { swarm, peer, .. } => {
                 check_name("swarm", swarm)?;
                 check_name("peer", peer)?;

@@ -139,7 +139,8 @@
         fill("viewers", viewers, function (tr, v) {
           tr.dataset.peer = v.peer_id;
           [v.peer_id, v.viewer || "(anonymous)", v.user_group, v.group, v.addr, v.swarms.join(" "),
-            mb(v.report.bytes_from_peers), mb(v.report.bytes_from_http), v.report.stalls].forEach(function (x) { cell(tr, x); });
+            mb(v.report.bytes_from_peers), mb(v.report.bytes_from_http), v.report.stalls,
+            v.report.latency_ms == null ? "" : (v.report.latency_ms / 1000).toFixed(1) + " s"].forEach(function (x) { cell(tr, x); });
           var b = document.createElement("button");
           b.className = "kick";
           b.textContent = "Kick";

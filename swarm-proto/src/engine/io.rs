@@ -226,6 +226,7 @@ impl Stats {
             startup_ms: self.startup_ms,
             stalls: self.stalls,
             stalled_ms: self.stalled_ms,
+            latency_ms: self.latency_ms,
         }
     }
 }
