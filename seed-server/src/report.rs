@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Instant;
 use swarm_proto::signal::{
-    SeedReport, MAX_REPORT_BYTES, MAX_REPORT_CACHE_BYTES, MAX_REPORT_INTERRUPTED,
+    SeedCaps, SeedReport, MAX_REPORT_BYTES, MAX_REPORT_CACHE_BYTES, MAX_REPORT_INTERRUPTED,
     MAX_REPORT_VIEWERS, MAX_SEED_CONTENTS,
 };
 
@@ -113,6 +113,14 @@ impl Reporter {
             interrupted,
             cache_bytes: cache_bytes.min(MAX_REPORT_CACHE_BYTES),
             cache_max_bytes: cache_max_bytes.min(MAX_REPORT_CACHE_BYTES),
+            caps: self.hub.as_ref().map(|hub| {
+                let c = hub.config();
+                let cap = |v: u64| u32::try_from(v).unwrap_or(u32::MAX).min(MAX_REPORT_VIEWERS);
+                SeedCaps {
+                    capacity: cap(u64::from(c.capacity)),
+                    max_conns_per_peer: cap(c.max_conns_per_peer as u64),
+                }
+            }),
         }
     }
 }

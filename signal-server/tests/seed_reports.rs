@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use shoal_signal::{Config, Key};
-use swarm_proto::signal::{ClientMsg, ErrorCode, SeedReport, MAX_REPORT_BYTES};
+use swarm_proto::signal::{ClientMsg, ErrorCode, SeedCaps, SeedReport, MAX_REPORT_BYTES};
 
 const ADMIN: &str = "admin-key-for-seed-reports";
 
@@ -31,6 +31,10 @@ fn report(out: u64) -> SeedReport {
         interrupted: vec!["news".into()],
         cache_bytes: 8 << 20,
         cache_max_bytes: 256 << 20,
+        caps: Some(SeedCaps {
+            capacity: 50,
+            max_conns_per_peer: 4,
+        }),
     }
 }
 
@@ -61,6 +65,8 @@ async fn a_seeds_report_is_kept_and_shown_in_the_admin_view_and_metrics() {
     assert_eq!(s["report"]["uptime_s"], 42);
     assert_eq!(s["report"]["viewers"], 3);
     assert_eq!(s["report"]["interrupted"][0], "news");
+    assert_eq!(s["report"]["caps"]["capacity"], 50, "{v}");
+    assert_eq!(s["report"]["caps"]["max_conns_per_peer"], 4);
     assert_eq!(s["stale"], false);
     assert!(s["report_age_ms"].as_u64().unwrap() < 5_000);
 

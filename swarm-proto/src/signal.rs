@@ -310,6 +310,19 @@ pub struct SeedReport {
     /// Verified segments held in memory, and the configured bound.
     pub cache_bytes: u64,
     pub cache_max_bytes: u64,
+    /// The seed's configured caps on viewers (absent from older seeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caps: Option<SeedCaps>,
+}
+
+/// A seed's configured caps, as its `--capacity` and
+/// `--max-conns-per-peer` set them (read-only: change them on the seed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedCaps {
+    /// Viewer connections held at once over WebRTC.
+    pub capacity: u32,
+    /// Connections held at once for one viewer.
+    pub max_conns_per_peer: u32,
 }
 
 impl SeedReport {
@@ -350,6 +363,15 @@ impl SeedReport {
             self.cache_bytes,
             MAX_REPORT_CACHE_BYTES,
         )?;
+        if let Some(c) = &self.caps {
+            let max = u64::from(MAX_REPORT_VIEWERS);
+            over("report.caps.capacity", u64::from(c.capacity), max)?;
+            over(
+                "report.caps.max_conns_per_peer",
+                u64::from(c.max_conns_per_peer),
+                max,
+            )?;
+        }
         over(
             "report.cache_max_bytes",
             self.cache_max_bytes,
@@ -930,6 +952,10 @@ mod tests {
             interrupted: vec!["news".into()],
             cache_bytes: 8 << 20,
             cache_max_bytes: 256 << 20,
+            caps: Some(SeedCaps {
+                capacity: 50,
+                max_conns_per_peer: 4,
+            }),
         };
         let m = ClientMsg::SeedReport { report: ok.clone() };
         assert_eq!(ClientMsg::decode(&m.encode()).unwrap(), m);
@@ -990,6 +1016,16 @@ mod tests {
                     ..ok.clone()
                 },
                 "interrupted",
+            ),
+            (
+                SeedReport {
+                    caps: Some(SeedCaps {
+                        capacity: MAX_REPORT_VIEWERS + 1,
+                        max_conns_per_peer: 1,
+                    }),
+                    ..ok.clone()
+                },
+                "caps.capacity",
             ),
         ];
         for (r, field) in bad {

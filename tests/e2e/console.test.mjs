@@ -70,6 +70,7 @@ test('admin console: log in, see a viewer with charts, change settings, kick it'
     // The seed's own report (sent right after its welcome, then every 5 s).
     await waitFor(async () => /reporting/.test(await admin.textContent('#seeds tbody')), { what: 'seed report shown' });
     assert.match(await admin.textContent('#seeds tbody'), /\d+ ok, \d+ interrupted/);
+    assert.match(await admin.textContent('#seeds tbody'), /\d+ viewers, \d+ per viewer/);
     await sleep(6000); // a few chart points
     const canvases = await admin.$$eval('.charts canvas', (c) => c.length);
     assert.ok(canvases >= 3, `three charts drawn (${canvases} canvases)`);

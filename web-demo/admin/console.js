@@ -152,7 +152,9 @@
           var health = !r ? "no report yet" : r.channels_ok + " ok, " + r.channels_interrupted + " interrupted" +
             (r.interrupted && r.interrupted.length ? " (" + r.interrupted.join(", ") + ")" : "") +
             "; cache " + mb(r.cache_bytes) + " of " + mb(r.cache_max_bytes);
-          [s.seed_id, s.http_base, s.addr, s.group, s.contents, s.capacity,
+          // Caps as the seed reports them (read-only: set on the seed).
+          var caps = r && r.caps ? r.caps.capacity + " viewers, " + r.caps.max_conns_per_peer + " per viewer" : s.capacity;
+          [s.seed_id, s.http_base, s.addr, s.group, s.contents, caps,
             (r ? r.uptime_s : s.uptime_s) + " s",
             r ? r.viewers : "",
             r ? mb(r.rtc_bytes_out) + " / " + mb(r.http_bytes_out) : "",
