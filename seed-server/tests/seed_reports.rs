@@ -82,7 +82,10 @@ async fn the_seed_reports_bytes_viewers_uptime_and_health() {
     assert_eq!(first.cache_max_bytes, 64 << 20);
     let caps = first.caps.expect("the seed reports its caps");
     assert_eq!(caps.capacity, 4, "{first:?}");
-    assert_eq!(caps.max_conns_per_peer as usize, hub.config().max_conns_per_peer);
+    assert_eq!(
+        caps.max_conns_per_peer as usize,
+        hub.config().max_conns_per_peer
+    );
     assert_eq!(
         first.channels_ok + first.channels_interrupted,
         2,

@@ -1309,9 +1309,7 @@ impl State {
             return ChannelStatus::NoSeed;
         }
         let mut live = seeds
-            .filter(|p| {
-                (p.seed.as_ref()).is_some_and(|s| s.live.iter().any(|l| l.channel == name))
-            })
+            .filter(|p| (p.seed.as_ref()).is_some_and(|s| s.live.iter().any(|l| l.channel == name)))
             .peekable();
         if live.peek().is_none() {
             return ChannelStatus::Vod;

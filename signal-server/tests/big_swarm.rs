@@ -185,7 +185,11 @@ fn totals_follow_reports_and_leaves_and_listings_are_bounded() {
     assert_eq!(v.swarm_count, 1);
     let big = &v.swarms[0];
     assert_eq!(big.members, n - 50);
-    assert_eq!(big.peers.len(), n - 50, "under {MAX_LISTED_PEERS}: all listed");
+    assert_eq!(
+        big.peers.len(),
+        n - 50,
+        "under {MAX_LISTED_PEERS}: all listed"
+    );
     let few = s.st.swarms_view_listing(100);
     assert_eq!(few.swarms[0].peers.len(), 100);
     assert_eq!(few.swarms[0].members, n - 50);

@@ -214,11 +214,15 @@ async fn the_channels_view_shows_each_channels_status_from_its_seeds_reports() {
         ])
     );
     // The seed reports "news" interrupted: only that one changes.
-    seed.send(&ClientMsg::SeedReport { report: report(1) }).await;
+    seed.send(&ClientMsg::SeedReport { report: report(1) })
+        .await;
     seed.ping().await;
     let st = channel_status(addr).await;
     assert_eq!(st["news"], "interrupted");
-    assert_eq!((st["sport"].as_str(), st["movie"].as_str()), ("live", "vod"));
+    assert_eq!(
+        (st["sport"].as_str(), st["movie"].as_str()),
+        ("live", "vod")
+    );
     // Back: its next report no longer names it.
     seed.send(&ClientMsg::SeedReport {
         report: SeedReport {

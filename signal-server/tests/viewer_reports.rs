@@ -46,7 +46,10 @@ async fn the_viewers_view_shows_the_reported_live_latency() {
     }
     a.ping().await;
     let v = viewers(addr).await;
-    assert_eq!(v[0]["report"]["latency_ms"], 4_000, "the worst channel: {v}");
+    assert_eq!(
+        v[0]["report"]["latency_ms"], 4_000,
+        "the worst channel: {v}"
+    );
     // A VOD-only report (none): the other channel's stays.
     a.send(&ClientMsg::Report {
         swarm: "sport".into(),
